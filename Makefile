@@ -1,0 +1,62 @@
+# Two commands matter: `make run` starts the stack, `make test` proves it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test migrate admin env bench lint lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	touch $@
+
+$(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	touch $@
+
+## run: create the venv, the database, the dev signing key; start every process (Ctrl-C stops all)
+run: $(VENV)/.runtime
+	$(BIN)/python -m shared.migrate --create-database
+	$(BIN)/python -m services.auth keygen
+	$(BIN)/honcho start -f Procfile
+
+## migrate: create schemas and roles, run every service's migrations (idempotent)
+migrate: $(VENV)/.runtime
+	$(BIN)/python -m shared.migrate --create-database
+
+## admin: create or promote an admin: make admin USERNAME=alice EMAIL=alice@example.com
+admin: $(VENV)/.runtime
+	@test -n "$(USERNAME)" -a -n "$(EMAIL)" || { echo "usage: make admin USERNAME=... EMAIL=..."; exit 2; }
+	$(BIN)/python -m services.auth create-admin --username "$(USERNAME)" --email "$(EMAIL)"
+
+## env: write .env with random secrets for docker compose (and the JWT key), once
+env: $(VENV)/.runtime
+	$(BIN)/python infra/make_env.py
+
+## lint: ruff, then the import contracts (no service imports another)
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+## test: lint, import contracts, compose validation, then pytest on real Postgres and Redis
+test: lint
+	docker-compose -f docker-compose.yml --env-file .env.example config -q
+	$(BIN)/pytest
+
+## bench: gateway overhead against direct calls (prints req/s, p50, p95, ratio)
+bench: $(VENV)/.dev
+	$(BIN)/python bench/gateway.py
+
+## lock: re-pin requirements*.lock from requirements*.in
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11 --generate-hashes
+	$(BIN)/uv pip compile -q requirements-dev.in -o requirements-dev.lock --python-version 3.11 --generate-hashes
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

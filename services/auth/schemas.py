@@ -1,0 +1,83 @@
+"""Request and response bodies of the auth service."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,50}$")
+]
+Password = Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class RegisterRequest(BaseModel):
+    email: EmailStr
+    username: Username
+    password: Password
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    is_admin: bool
+    is_active: bool
+    created_at: datetime
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
+    expires_in: int
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class UpdateMeRequest(BaseModel):
+    email: EmailStr | None = None
+    username: Username | None = None
+
+
+class PasswordChangeRequest(BaseModel):
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Password
+
+
+class AdminUserCreate(RegisterRequest):
+    is_admin: bool = False
+    is_active: bool = True
+
+
+class AdminUserUpdate(BaseModel):
+    email: EmailStr | None = None
+    username: Username | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    total: int
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    actor_id: uuid.UUID | None
+    action: str
+    target_user_id: uuid.UUID | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    total: int

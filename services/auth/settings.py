@@ -1,0 +1,32 @@
+"""Settings of the auth service (all ``PAI_``-prefixed environment variables)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.config import CommonSettings, service_database_url
+
+
+class AuthSettings(CommonSettings):
+    auth_database_url: str | None = Field(None, validation_alias="PAI_AUTH_DATABASE_URL")
+
+    # Ed25519 signing key: inline PEM wins over the file. `make run` creates the file.
+    jwt_private_key: str | None = None
+    jwt_private_key_file: Path = Path("data/keys/jwt_ed25519.pem")
+    # Public keys of retired signing keys, still served in the JWKS until their tokens expire.
+    jwt_previous_public_key_files: list[Path] = []
+
+    refresh_token_ttl_days: int = 30
+    registration_open: bool = True
+    login_max_failures: int = 5
+    login_failure_window_seconds: int = 900
+
+    @property
+    def service_database_url(self) -> str:
+        return service_database_url(self.database_url, "pai_auth", self.auth_database_url)
+
+
+@lru_cache
+def get_settings() -> AuthSettings:
+    return AuthSettings()

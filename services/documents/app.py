@@ -1,0 +1,24 @@
+"""The documents service's FastAPI factory: ``uvicorn --factory services.documents.app:create_app``."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.documents.api import router
+from services.documents.settings import DocumentsSettings, get_settings
+from shared.app import build_app, database_and_redis_checks, service_resources
+from shared.logging import configure_logging
+
+
+def create_app(settings: DocumentsSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging("documents", settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with service_resources(app, settings, settings.service_database_url):
+            yield
+
+    app = build_app("documents", lifespan=lifespan, readiness_checks=database_and_redis_checks)
+    app.include_router(router)
+    return app

@@ -1,0 +1,74 @@
+"""The gateway's FastAPI factory: ``uvicorn --factory services.gateway.app:create_app``."""
+
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from services.gateway.api import docs_router, proxy_router
+from services.gateway.schemas import Upstream
+from services.gateway.service import OpenApiMerger, Proxy, RateLimiter, upstream_readiness
+from services.gateway.settings import GatewaySettings, get_settings
+from shared.app import build_app
+from shared.auth import JwksKeys, RevocationList, TokenVerifier
+from shared.health import redis_check
+from shared.logging import configure_logging
+from shared.redis import create_redis
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging("gateway", settings.log_level)
+    upstreams = {
+        "auth": Upstream("auth", settings.auth_url.rstrip("/")),
+        "documents": Upstream("documents", settings.documents_url.rstrip("/")),
+        "mail": Upstream("mail", settings.mail_url.rstrip("/")),
+    }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.upstream_max_connections,
+                max_keepalive_connections=settings.upstream_max_connections,
+            ),
+            follow_redirects=False,
+        )
+        redis = create_redis(settings.redis_url)
+        app.state.client = client
+        app.state.redis = redis
+        app.state.upstreams = upstreams
+        app.state.proxy = Proxy(client)
+        app.state.verifier = TokenVerifier(
+            JwksKeys(settings.jwks_url, client, settings.jwks_min_refresh_seconds),
+            RevocationList(redis, settings.access_token_ttl_seconds),
+            settings.jwt_issuer,
+            settings.jwt_audience,
+        )
+        app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit)
+        app.state.openapi = OpenApiMerger(
+            client, list(upstreams.values()), settings.openapi_cache_seconds
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await redis.aclose()
+
+    app = build_app(
+        "gateway",
+        lifespan=lifespan,
+        readiness_checks=lambda app: {
+            "redis": redis_check(app.state.redis),
+            **{name: upstream_readiness(app.state.client, u) for name, u in upstreams.items()},
+        },
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(docs_router)
+    app.include_router(proxy_router())
+    return app

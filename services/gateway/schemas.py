@@ -1,0 +1,66 @@
+"""The gateway's routing table: which path prefix goes to which service, and what is public."""
+
+from dataclasses import dataclass
+
+# prefix -> upstream service name
+ROUTES: dict[str, str] = {
+    "auth": "auth",
+    "admin": "auth",
+    "documents": "documents",
+    "queries": "documents",
+    "mail": "mail",
+}
+
+# (method, path) pairs reachable without an access token.
+PUBLIC_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/auth/register"),
+        ("POST", "/auth/token"),
+        ("POST", "/auth/refresh"),
+        ("POST", "/auth/logout"),
+        ("GET", "/auth/.well-known/jwks.json"),
+        ("GET", "/mail/oauth/callback"),
+    }
+)
+
+# Identity is proven by the token alone: a client must never assert it in a header.
+STRIPPED_REQUEST_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "x-user-id",
+        "x-user-roles",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "forwarded",
+    }
+)
+STRIPPED_REQUEST_PREFIXES = ("x-internal-",)
+STRIPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "server",
+        "date",
+        "x-request-id",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    base_url: str

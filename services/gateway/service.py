@@ -1,0 +1,180 @@
+"""Gateway logic: authenticate, rate-limit, and stream requests to the owning service."""
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import httpx
+from limits import parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from services.gateway.schemas import (
+    PUBLIC_ENDPOINTS,
+    STRIPPED_REQUEST_HEADERS,
+    STRIPPED_REQUEST_PREFIXES,
+    STRIPPED_RESPONSE_HEADERS,
+    Upstream,
+)
+from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, unauthorized
+from shared.errors import ApiError
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def authenticate(request: Request, verifier: TokenVerifier) -> Principal | None:
+    """None for public endpoints; otherwise a verified principal or a 401 before any upstream."""
+    if (request.method, request.url.path) in PUBLIC_ENDPOINTS:
+        return None
+    try:
+        principal = await verifier.verify(bearer_token(request.headers.get("authorization")))
+    except InvalidToken as exc:
+        raise unauthorized(str(exc)) from None
+    request.state.user_id = str(principal.user_id)
+    return principal
+
+
+class RateLimiter:
+    """Sliding-window request budget in Redis, per user (per IP when anonymous)."""
+
+    def __init__(self, redis_url: str, limit: str) -> None:
+        self._limiter = SlidingWindowCounterRateLimiter(
+            RedisStorage(f"async+{redis_url}", implementation="redispy")
+        )
+        self._item = parse(limit)
+
+    async def check(self, key: str) -> None:
+        if await self._limiter.hit(self._item, "gateway", key):
+            return
+        stats = await self._limiter.get_window_stats(self._item, "gateway", key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many requests; slow down",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def upstream_headers(request: Request) -> list[tuple[str, str]]:
+    headers = [
+        (name, value)
+        for name, value in request.headers.items()
+        if name not in STRIPPED_REQUEST_HEADERS and not name.startswith(STRIPPED_REQUEST_PREFIXES)
+    ]
+    # The gateway is the edge: it states the client address rather than trusting one.
+    headers.append(("x-forwarded-for", client_ip(request)))
+    headers.append(("x-forwarded-proto", request.url.scheme))
+    return headers
+
+
+def _has_body(request: Request) -> bool:
+    return "content-length" in request.headers or "transfer-encoding" in request.headers
+
+
+class Proxy:
+    """Streams bodies both ways, so memory stays flat whatever the size of an upload."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def forward(self, request: Request, upstream: Upstream) -> StreamingResponse:
+        url = httpx.URL(
+            upstream.base_url + request.url.path, query=request.url.query.encode("latin-1")
+        )
+        outgoing = self._client.build_request(
+            request.method,
+            url,
+            headers=upstream_headers(request),
+            content=request.stream() if _has_body(request) else None,
+        )
+        try:
+            response = await self._client.send(outgoing, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            raise ApiError(
+                503, "service_unavailable", f"The {upstream.name} service is unavailable"
+            ) from None
+        except httpx.TimeoutException:
+            raise ApiError(
+                504, "upstream_timeout", f"The {upstream.name} service did not answer in time"
+            ) from None
+        except httpx.TransportError:
+            raise ApiError(
+                502, "bad_gateway", f"The {upstream.name} service broke the connection"
+            ) from None
+        headers = {
+            name: value
+            for name, value in response.headers.multi_items()
+            if name.lower() not in STRIPPED_RESPONSE_HEADERS
+        }
+        return StreamingResponse(
+            response.aiter_raw(),
+            status_code=response.status_code,
+            headers=headers,
+            background=BackgroundTask(response.aclose),
+        )
+
+
+def upstream_readiness(client: httpx.AsyncClient, upstream: Upstream):
+    """A readiness check that reports the service's own checks (Postgres, Redis, ...)."""
+
+    async def check() -> dict[str, Any]:
+        response = await client.get(f"{upstream.base_url}/readyz", timeout=2.0)
+        report = response.json()
+        if response.status_code != 200:
+            raise RuntimeError(f"{upstream.name} not ready: {report.get('checks')}")
+        return {"checks": report.get("checks", {})}
+
+    return check
+
+
+class OpenApiMerger:
+    """One OpenAPI document for the whole API, built from every service's own, cached briefly."""
+
+    def __init__(self, client: httpx.AsyncClient, upstreams: list[Upstream], ttl: float) -> None:
+        self._client = client
+        self._upstreams = upstreams
+        self._ttl = ttl
+        self._cached: dict[str, Any] | None = None
+        self._built_at = float("-inf")
+
+    async def document(self) -> dict[str, Any]:
+        if self._cached is not None and time.monotonic() - self._built_at <= self._ttl:
+            return self._cached
+        document, complete = await self._build()
+        if complete:  # a service that was down must not stay missing from the docs
+            self._cached, self._built_at = document, time.monotonic()
+        return document
+
+    async def _fetch(self, upstream: Upstream) -> dict[str, Any]:
+        try:
+            response = await self._client.get(f"{upstream.base_url}/openapi.json", timeout=5.0)
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+
+    async def _build(self) -> tuple[dict[str, Any], bool]:
+        specs = await asyncio.gather(*(self._fetch(u) for u in self._upstreams))
+        merged: dict[str, Any] = {
+            "openapi": "3.1.0",
+            "info": {"title": "Personal AI assistant API", "version": "1.0.0"},
+            "paths": {},
+            "components": {
+                "schemas": {},
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                },
+            },
+            "security": [{"bearer": []}],
+        }
+        for spec in specs:
+            merged["paths"].update(spec.get("paths", {}))
+            merged["components"]["schemas"].update(spec.get("components", {}).get("schemas", {}))
+        return merged, all(specs)

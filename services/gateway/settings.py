@@ -1,0 +1,25 @@
+"""Settings of the gateway (all ``PAI_``-prefixed environment variables)."""
+
+from functools import lru_cache
+
+from shared.config import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    auth_url: str = "http://127.0.0.1:8001"
+    documents_url: str = "http://127.0.0.1:8002"
+    mail_url: str = "http://127.0.0.1:8003"
+
+    # Per user (per client IP for anonymous requests); syntax of the `limits` package.
+    rate_limit: str = "1200/minute"
+    upstream_connect_timeout_seconds: float = 5.0
+    upstream_timeout_seconds: float = 120.0
+    upstream_max_connections: int = 200
+    openapi_cache_seconds: float = 60.0
+    # The gateway is the edge: trust no X-Forwarded-For unless behind a known proxy.
+    forwarded_allow_ips: str = ""
+
+
+@lru_cache
+def get_settings() -> GatewaySettings:
+    return GatewaySettings()

@@ -1,0 +1,49 @@
+"""Process entry points shared by every service's ``__main__``: the web server and the worker."""
+
+import argparse
+import importlib
+
+import uvicorn
+from arq.worker import run_worker
+
+from shared.config import CommonSettings
+
+
+def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
+    """Run one uvicorn process; X-Forwarded-For is trusted from the gateway only."""
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        log_config=None,  # our JSON logging is configured by the app factory
+        access_log=False,
+        server_header=False,
+    )
+
+
+def service_parser(
+    service: str, port: int, *, host: str = "127.0.0.1", worker: bool = True
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the HTTP API")
+    serve_cmd.add_argument("--host", default=host)
+    serve_cmd.add_argument("--port", type=int, default=port)
+    if worker:
+        commands.add_parser("worker", help="run the ARQ worker")
+    return parser, commands
+
+
+def run_common(service: str, args: argparse.Namespace, settings: CommonSettings) -> bool:
+    """Handle ``serve`` and ``worker``; False when the command is service-specific."""
+    if args.command == "serve":
+        serve(f"services.{service}.app:create_app", settings, args.host, args.port)
+        return True
+    if args.command == "worker":
+        tasks = importlib.import_module(f"services.{service}.tasks")
+        run_worker(tasks.WorkerSettings)
+        return True
+    return False

@@ -1,0 +1,54 @@
+"""Settings read from the environment (prefix ``PAI_``) and an optional ``.env`` file.
+
+Every service has its own settings class built on :class:`CommonSettings`, so a
+service only sees the knobs it uses. The README lists every setting.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/pai"
+
+
+class CommonSettings(BaseSettings):
+    """Settings every process needs: where Redis is and how to check tokens."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAI_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    environment: str = "development"
+    log_level: str = "INFO"
+    data_dir: Path = Path("data")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Who signs tokens and who they are for; checked on every request.
+    jwt_issuer: str = "pai-auth"
+    jwt_audience: str = "pai-api"
+    jwks_url: str = "http://127.0.0.1:8001/auth/.well-known/jwks.json"
+    # An unknown `kid` triggers a JWKS refetch at most this often (stops kid-spraying).
+    jwks_min_refresh_seconds: float = 5.0
+    # Longest an access token can live; revocation markers are kept this long.
+    access_token_ttl_seconds: int = 900
+
+    # uvicorn trusts X-Forwarded-For only from these addresses (the gateway).
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    # The admin connection, used by migrations only; services use their own role.
+    database_url: str = DEFAULT_ADMIN_DATABASE_URL
+
+
+def service_database_url(admin_url: str, role: str, explicit: str | None) -> str:
+    """A service's DSN: the explicit one if set, else the admin DSN with the service role."""
+    if explicit:
+        return explicit
+    url = make_url(admin_url).set(username=role, password=None)
+    return url.render_as_string(hide_password=False)
+
+
+@lru_cache
+def common_settings() -> CommonSettings:
+    return CommonSettings()
