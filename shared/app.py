@@ -57,9 +57,7 @@ async def service_resources(
     app.state.session_factory = session_factory(engine)
     app.state.redis = redis
     app.state.revocations = revocations
-    app.state.verifier = TokenVerifier(
-        keys, revocations, settings.jwt_issuer, settings.jwt_audience
-    )
+    app.state.verifier = TokenVerifier(keys, revocations, settings.jwt_issuer, settings.jwt_audience)
     try:
         yield
     finally:

@@ -36,7 +36,7 @@ class Principal:
     roles: tuple[str, ...]
     token_id: str
     session_id: str | None
-    issued_at: int
+    issued_at: float
 
     @property
     def is_admin(self) -> bool:
@@ -89,9 +89,7 @@ class JwksKeys:
             log.warning("jwks_fetch_failed", url=self._url, error=str(exc))
             return
         self._keys = {
-            k.key_id: k.key
-            for k in jwks.keys
-            if k.key_id and k.algorithm_name in (ALGORITHM, "Ed25519")
+            k.key_id: k.key for k in jwks.keys if k.key_id and k.algorithm_name in (ALGORITHM, "Ed25519")
         }
 
 
@@ -106,16 +104,13 @@ class RevocationList:
         # Kept as long as any token issued before now can still be unexpired (plus slack).
         await self._redis.set(REVOKED_KEY.format(user_id=user_id), time.time(), ex=self._ttl + 60)
 
-    async def is_revoked(self, user_id: uuid.UUID, issued_at: int) -> bool:
+    async def is_revoked(self, user_id: uuid.UUID, issued_at: float) -> bool:
         marker = await self._redis.get(REVOKED_KEY.format(user_id=user_id))
-        # iat has one-second resolution: a token from the marker's own second is void too.
         return marker is not None and issued_at <= float(marker)
 
 
 class TokenVerifier:
-    def __init__(
-        self, keys: KeySource, revocations: RevocationList, issuer: str, audience: str
-    ) -> None:
+    def __init__(self, keys: KeySource, revocations: RevocationList, issuer: str, audience: str) -> None:
         self._keys = keys
         self._revocations = revocations
         self._issuer = issuer
@@ -143,7 +138,7 @@ class TokenVerifier:
                 roles=tuple(str(r) for r in claims.get("roles", [])),
                 token_id=str(claims["jti"]),
                 session_id=claims.get("sid"),
-                issued_at=int(claims["iat"]),
+                issued_at=float(claims["iat"]),
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
@@ -172,9 +167,7 @@ def principal_dependency(
 
     async def current_principal(request: Request) -> Principal:
         try:
-            principal = await get_verifier(request).verify(
-                bearer_token(request.headers.get("authorization"))
-            )
+            principal = await get_verifier(request).verify(bearer_token(request.headers.get("authorization")))
         except InvalidToken as exc:
             raise unauthorized(str(exc)) from None
         request.state.user_id = str(principal.user_id)

@@ -1,4 +1,4 @@
-"""Settings read from the environment (prefix ``PAI_``) and an optional ``.env`` file.
+"""Settings read from the environment (prefix ``PAI_``); defaults suit ``make run``.
 
 Every service has its own settings class built on :class:`CommonSettings`, so a
 service only sees the knobs it uses. The README lists every setting.
@@ -16,9 +16,7 @@ DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/pai"
 class CommonSettings(BaseSettings):
     """Settings every process needs: where Redis is and how to check tokens."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="PAI_", env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="PAI_", extra="ignore", populate_by_name=True)
 
     environment: str = "development"
     log_level: str = "INFO"

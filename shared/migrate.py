@@ -45,9 +45,7 @@ def service_schemas(settings: MigrateSettings) -> list[ServiceSchema]:
     for name in SCHEMA_SERVICES:
         explicit = getattr(settings, f"{name}_database_url")
         url = make_url(service_database_url(settings.database_url, f"pai_{name}", explicit))
-        schemas.append(
-            ServiceSchema(schema=name, role=url.username or f"pai_{name}", password=url.password)
-        )
+        schemas.append(ServiceSchema(schema=name, role=url.username or f"pai_{name}", password=url.password))
     return schemas
 
 
@@ -99,8 +97,7 @@ async def bootstrap(admin_url: str, services: list[ServiceSchema]) -> None:
                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"
             )
             await conn.execute(
-                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {svc.schema} "
-                f"GRANT USAGE, SELECT ON SEQUENCES TO {role}"
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {svc.schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}"
             )
     finally:
         await conn.close()
@@ -115,12 +112,8 @@ async def finalize_grants(admin_url: str, services: list[ServiceSchema]) -> None
             await conn.execute(
                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {svc.schema} TO {role}"
             )
-            await conn.execute(
-                f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {svc.schema} TO {role}"
-            )
-            await conn.execute(
-                f"REVOKE INSERT, UPDATE, DELETE ON {svc.schema}.alembic_version FROM {role}"
-            )
+            await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {svc.schema} TO {role}")
+            await conn.execute(f"REVOKE INSERT, UPDATE, DELETE ON {svc.schema}.alembic_version FROM {role}")
     finally:
         await conn.close()
 

@@ -26,9 +26,7 @@ def weak_password_reason(password: str, username: str, email: str) -> str | None
     return None
 
 
-async def create_or_promote_admin(
-    settings: AuthSettings, username: str, email: str, password: str
-) -> str:
+async def create_or_promote_admin(settings: AuthSettings, username: str, email: str, password: str) -> str:
     engine = create_engine(settings.service_database_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:

@@ -89,9 +89,7 @@ async def me(user: CurrentUser) -> User:
 
 
 @router.patch("/me", response_model=UserOut)
-async def update_me(
-    body: UpdateMeRequest, user: CurrentUser, session: Session, service: Service
-) -> User:
+async def update_me(body: UpdateMeRequest, user: CurrentUser, session: Session, service: Service) -> User:
     return await service.update_profile(session, user, email=body.email, username=body.username)
 
 
@@ -123,16 +121,12 @@ async def list_users(
 
 
 @admin_router.post("/users", status_code=201, response_model=UserOut)
-async def create_user(
-    body: AdminUserCreate, admin: CurrentAdmin, session: Session, service: Service
-) -> User:
+async def create_user(body: AdminUserCreate, admin: CurrentAdmin, session: Session, service: Service) -> User:
     return await service.admin_create_user(session, admin.id, body)
 
 
 @admin_router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(
-    user_id: uuid.UUID, admin: CurrentAdmin, session: Session, service: Service
-) -> User:
+async def get_user(user_id: uuid.UUID, admin: CurrentAdmin, session: Session, service: Service) -> User:
     return await service.get_user(session, user_id)
 
 

@@ -41,9 +41,7 @@ class RefreshToken(AuthModel, table=True):
 
     id: uuid.UUID = uuid_pk()
     user_id: uuid.UUID = Field(
-        sa_column=Column(
-            Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True
-        )
+        sa_column=Column(Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     family_id: uuid.UUID = Field(index=True)
     token_hash: str = Field(unique=True)  # sha256 of the random token; the token is never stored

@@ -270,9 +270,7 @@ class AuthService:
     async def _revoke_refresh_tokens(
         self, session: AsyncSession, user_id: uuid.UUID, except_family: uuid.UUID | None = None
     ) -> None:
-        query = update(RefreshToken).where(
-            RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
-        )
+        query = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         if except_family is not None:
             query = query.where(RefreshToken.family_id != except_family)
         await session.execute(query.values(revoked_at=utcnow()))
@@ -360,17 +358,13 @@ class AuthService:
         self, session: AsyncSession, *, limit: int, offset: int
     ) -> tuple[list[AuditEntry], int]:
         total = await session.scalar(select(func.count()).select_from(AuditEntry))
-        query = (
-            select(AuditEntry).order_by(AuditEntry.created_at.desc()).limit(limit).offset(offset)
-        )
+        query = select(AuditEntry).order_by(AuditEntry.created_at.desc()).limit(limit).offset(offset)
         entries = (await session.scalars(query)).all()
         return list(entries), int(total or 0)
 
     async def _guard_last_admin(self, session: AsyncSession, user_id: uuid.UUID) -> None:
         others = (
-            select(func.count())
-            .select_from(User)
-            .where(User.is_admin, User.is_active, User.id != user_id)
+            select(func.count()).select_from(User).where(User.is_admin, User.is_active, User.id != user_id)
         )
         if await session.scalar(others) == 0:
             raise ApiError(

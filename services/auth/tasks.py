@@ -38,6 +38,7 @@ async def shutdown(ctx: dict) -> None:
 class WorkerSettings:
     functions = [purge_finished]
     cron_jobs = [cron(requeue_purges, minute=set(range(0, 60, 5)), run_at_startup=True)]
+    health_check_interval = 60  # `arq --check` (compose healthcheck) reads this key
     queue_name = QUEUES["auth"]
     redis_settings = arq_settings(get_settings().redis_url)
     on_startup = startup

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import secrets
 import time
 import uuid
@@ -82,13 +83,14 @@ class AccessTokenIssuer:
     ttl_seconds: int
 
     def issue(self, user_id: uuid.UUID, *, is_admin: bool, session_id: uuid.UUID) -> str:
-        now = int(time.time())
+        now = time.time()
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(user_id),
-            "iat": now,
-            "exp": now + self.ttl_seconds,
+            # NumericDate may carry fractions (RFC 7519): revocation markers compare to the ms.
+            "iat": math.floor(now * 1000) / 1000,  # floor: never later than the truth
+            "exp": int(now) + self.ttl_seconds,
             "jti": uuid.uuid4().hex,
             "sid": str(session_id),
             "roles": ["admin"] if is_admin else [],

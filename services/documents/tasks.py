@@ -20,6 +20,7 @@ async def startup(ctx: dict) -> None:
 
 class WorkerSettings:
     functions = [func(purge_user, name=PURGE_USER_JOB)]
+    health_check_interval = 60  # `arq --check` (compose healthcheck) reads this key
     queue_name = QUEUES["documents"]
     redis_settings = arq_settings(get_settings().redis_url)
     on_startup = startup

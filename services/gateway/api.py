@@ -37,9 +37,7 @@ def proxy_router() -> APIRouter:
     router = APIRouter()
     for prefix, service in ROUTES.items():
         for path in (f"/{prefix}", f"/{prefix}/{{path:path}}"):
-            router.add_api_route(
-                path, _forwarder(service), methods=METHODS, include_in_schema=False
-            )
+            router.add_api_route(path, _forwarder(service), methods=METHODS, include_in_schema=False)
     return router
 
 

@@ -49,9 +49,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.jwt_audience,
         )
         app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit)
-        app.state.openapi = OpenApiMerger(
-            client, list(upstreams.values()), settings.openapi_cache_seconds
-        )
+        app.state.openapi = OpenApiMerger(client, list(upstreams.values()), settings.openapi_cache_seconds)
         try:
             yield
         finally:

@@ -85,9 +85,7 @@ class Proxy:
         self._client = client
 
     async def forward(self, request: Request, upstream: Upstream) -> StreamingResponse:
-        url = httpx.URL(
-            upstream.base_url + request.url.path, query=request.url.query.encode("latin-1")
-        )
+        url = httpx.URL(upstream.base_url + request.url.path, query=request.url.query.encode("latin-1"))
         outgoing = self._client.build_request(
             request.method,
             url,
@@ -105,9 +103,7 @@ class Proxy:
                 504, "upstream_timeout", f"The {upstream.name} service did not answer in time"
             ) from None
         except httpx.TransportError:
-            raise ApiError(
-                502, "bad_gateway", f"The {upstream.name} service broke the connection"
-            ) from None
+            raise ApiError(502, "bad_gateway", f"The {upstream.name} service broke the connection") from None
         headers = {
             name: value
             for name, value in response.headers.multi_items()
@@ -168,9 +164,7 @@ class OpenApiMerger:
             "paths": {},
             "components": {
                 "schemas": {},
-                "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-                },
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             },
             "security": [{"bearer": []}],
         }

@@ -32,16 +32,12 @@ def upgrade() -> None:
         schema=S,
     )
     op.create_index("uq_users_email", "users", [sa.text("lower(email)")], unique=True, schema=S)
-    op.create_index(
-        "uq_users_username", "users", [sa.text("lower(username)")], unique=True, schema=S
-    )
+    op.create_index("uq_users_username", "users", [sa.text("lower(username)")], unique=True, schema=S)
 
     op.create_table(
         "refresh_tokens",
         sa.Column("id", sa.Uuid, primary_key=True),
-        sa.Column(
-            "user_id", sa.Uuid, sa.ForeignKey(f"{S}.users.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("user_id", sa.Uuid, sa.ForeignKey(f"{S}.users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("family_id", sa.Uuid, nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", TZ, nullable=False, server_default=sa.func.now()),
