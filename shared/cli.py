@@ -10,13 +10,14 @@ from shared.config import CommonSettings
 
 
 def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
-    """Run one uvicorn process; X-Forwarded-For is trusted from the gateway only."""
+    """Run one uvicorn process. X-Forwarded-For is trusted only from ``forwarded_allow_ips``
+    (the gateway, for services); empty (the gateway's default) trusts nobody."""
     uvicorn.run(
         factory,
         factory=True,
         host=host,
         port=port,
-        proxy_headers=True,
+        proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_config=None,  # our JSON logging is configured by the app factory
         access_log=False,

@@ -1,0 +1,43 @@
+"""End to end: the processes `make run` starts (honcho + Procfile), driven through the gateway."""
+
+import psutil
+
+from tests.conftest import login
+
+PROCFILE_PROCESSES = 7  # gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker
+
+
+def test_every_procfile_process_is_running(stack):
+    honcho = psutil.Process(stack.process.pid)
+    commands = [" ".join(child.cmdline()) for child in honcho.children(recursive=True)]
+    services = [c for c in commands if c.startswith("python -m services.")]
+    assert len(services) == PROCFILE_PROCESSES, commands
+    for name in (
+        "gateway serve",
+        "auth serve",
+        "auth worker",
+        "documents serve",
+        "documents worker",
+        "mail serve",
+        "mail worker",
+    ):
+        assert any(name in c for c in services), name
+
+
+async def test_register_login_me_and_every_service_through_the_gateway(gateway):
+    user = {"email": "e2e@example.com", "username": "e2e_user", "password": "an-e2e-password"}
+    registered = await gateway.post("/auth/register", json=user)
+    assert registered.status_code == 201
+    tokens = await login(gateway, "e2e_user", "an-e2e-password")
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    me = await gateway.get("/auth/me", headers=headers)
+    assert me.status_code == 200
+    assert me.json() == registered.json()
+    assert (await gateway.get("/documents", headers=headers)).json() == {"items": [], "total": 0}
+    assert (await gateway.get("/mail/accounts", headers=headers)).json() == {"items": []}
+
+    refreshed = await gateway.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    logout = await gateway.post("/auth/logout", json={"refresh_token": refreshed.json()["refresh_token"]})
+    assert logout.status_code == 204
