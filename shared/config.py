@@ -4,9 +4,6 @@ Every service has its own settings class built on :class:`CommonSettings`, so a
 service only sees the knobs it uses. The README lists every setting.
 """
 
-from functools import lru_cache
-from pathlib import Path
-
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -18,9 +15,7 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PAI_", extra="ignore", populate_by_name=True)
 
-    environment: str = "development"
     log_level: str = "INFO"
-    data_dir: Path = Path("data")
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Who signs tokens and who they are for; checked on every request.
@@ -45,8 +40,3 @@ def service_database_url(admin_url: str, role: str, explicit: str | None) -> str
         return explicit
     url = make_url(admin_url).set(username=role, password=None)
     return url.render_as_string(hide_password=False)
-
-
-@lru_cache
-def common_settings() -> CommonSettings:
-    return CommonSettings()

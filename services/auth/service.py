@@ -1,16 +1,12 @@
 """Auth logic: accounts, logins, refresh-token families, and the admin operations."""
 
-import math
-import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +19,7 @@ from services.auth.tokens import AccessTokenIssuer, hash_refresh_token, new_refr
 from shared.auth import RevocationList
 from shared.errors import ApiError
 from shared.models import utcnow
+from shared.ratelimit import RedisRateLimit
 from shared.tasks import PURGE_SERVICES, enqueue_purge
 
 BAD_CREDENTIALS = ApiError(401, "invalid_credentials", "Incorrect username or password")
@@ -35,27 +32,22 @@ class LoginThrottle:
     """At most N failed logins per username and client IP in a moving window (Redis)."""
 
     def __init__(self, redis_url: str, max_failures: int, window_seconds: int) -> None:
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy")
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._item = RateLimitItemPerSecond(max_failures, window_seconds)
+        self._limit = RedisRateLimit(
+            redis_url, RateLimitItemPerSecond(max_failures, window_seconds), exact=True
+        )
 
     async def check(self, username: str, client_ip: str) -> None:
         key = ("login", username.lower(), client_ip)
-        if not await self._limiter.test(self._item, *key):
-            stats = await self._limiter.get_window_stats(self._item, *key)
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                "Too many failed logins; try again later",
-                headers={"Retry-After": str(retry_after)},
+        if not await self._limit.allows(*key):
+            raise await self._limit.rejection(
+                "too_many_attempts", "Too many failed logins; try again later", *key
             )
 
     async def record_failure(self, username: str, client_ip: str) -> None:
-        await self._limiter.hit(self._item, "login", username.lower(), client_ip)
+        await self._limit.hit("login", username.lower(), client_ip)
 
     async def reset(self, username: str, client_ip: str) -> None:
-        await self._limiter.clear(self._item, "login", username.lower(), client_ip)
+        await self._limit.clear("login", username.lower(), client_ip)
 
 
 def normalize_email(email: str) -> str:
@@ -385,6 +377,5 @@ class AuthService:
                 action=action,
                 target_user_id=target,
                 details=details,
-                created_at=datetime.now(UTC),
             )
         )

@@ -1,14 +1,11 @@
 """Gateway logic: authenticate, rate-limit, and stream requests to the owning service."""
 
 import asyncio
-import math
 import time
 from typing import Any
 
 import httpx
 from limits import parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -22,6 +19,7 @@ from services.gateway.schemas import (
 )
 from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, unauthorized
 from shared.errors import ApiError
+from shared.ratelimit import RedisRateLimit
 
 
 def client_ip(request: Request) -> str:
@@ -41,25 +39,14 @@ async def authenticate(request: Request, verifier: TokenVerifier) -> Principal |
 
 
 class RateLimiter:
-    """Sliding-window request budget in Redis, per user (per IP when anonymous)."""
+    """Request budget in Redis, per user (per IP when anonymous)."""
 
     def __init__(self, redis_url: str, limit: str) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(
-            RedisStorage(f"async+{redis_url}", implementation="redispy")
-        )
-        self._item = parse(limit)
+        self._limit = RedisRateLimit(redis_url, parse(limit))
 
     async def check(self, key: str) -> None:
-        if await self._limiter.hit(self._item, "gateway", key):
-            return
-        stats = await self._limiter.get_window_stats(self._item, "gateway", key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            "Too many requests; slow down",
-            headers={"Retry-After": str(retry_after)},
-        )
+        if not await self._limit.hit("gateway", key):
+            raise await self._limit.rejection("rate_limited", "Too many requests; slow down", "gateway", key)
 
 
 def upstream_headers(request: Request) -> list[tuple[str, str]]:
