@@ -29,9 +29,11 @@ log = structlog.get_logger("request")
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template, so metric labels never contain ids."""
+    """The matched route's path template, so metric labels never contain ids. FastAPI records
+    only its own APIRoutes in the scope; plain Starlette routes name theirs in
+    ``request.state.route_template``."""
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    return getattr(route, "path", None) or scope["state"].get("route_template") or "unmatched"
 
 
 class RequestContextMiddleware:

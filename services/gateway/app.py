@@ -2,6 +2,7 @@
 
 from contextlib import asynccontextmanager
 
+import aiohttp
 import httpx
 from fastapi import FastAPI
 
@@ -27,21 +28,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+        client = httpx.AsyncClient(timeout=5.0)  # JWKS, readiness and docs; not the hot path
+        # Raw bytes both ways: no decompression, no cookie jar, headers passed as they are.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.upstream_max_connections),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream_connect_timeout_seconds,
+                sock_read=settings.upstream_timeout_seconds,
             ),
-            limits=httpx.Limits(
-                max_connections=settings.upstream_max_connections,
-                max_keepalive_connections=settings.upstream_max_connections,
-            ),
-            follow_redirects=False,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
         )
         redis = create_redis(settings.redis_url)
         app.state.client = client
         app.state.redis = redis
         app.state.upstreams = upstreams
-        app.state.proxy = Proxy(client)
+        app.state.proxy = Proxy(session)
         app.state.verifier = TokenVerifier(
             JwksKeys(settings.jwks_url, client, settings.jwks_min_refresh_seconds),
             RevocationList(redis, settings.access_token_ttl_seconds),
@@ -53,6 +57,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await session.close()
             await client.aclose()
             await redis.aclose()
 
