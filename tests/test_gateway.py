@@ -207,6 +207,23 @@ async def test_a_200_mb_upload_streams_through_in_flat_memory(stub_gateway, new_
     assert memory.growth_mb < 16, f"gateway memory grew {memory.growth_mb:.1f} MB"
 
 
+async def test_chunked_uploads_and_encoded_paths_pass_through_unchanged(stub_gateway, new_account):
+    url, _ = stub_gateway
+    account = await new_account()
+
+    async def body():
+        for _ in range(10):
+            yield b"z" * 100_000
+
+    async with httpx.AsyncClient(base_url=url) as client:
+        chunked = await client.post("/documents/sink", headers=account.headers, content=body())
+        encoded = await client.get("/documents/a%20b%2Fc/echo", params={"q": "x&y"}, headers=account.headers)
+    assert chunked.status_code == 200 and chunked.json()["received"] == 1_000_000
+    assert encoded.json()["raw_path"] == "/documents/a%20b%2Fc/echo"  # not decoded on the way
+    assert encoded.json()["query"] == "q=x%26y"
+    assert encoded.json()["headers"]["host"].startswith("127.0.0.1")
+
+
 async def test_a_200_mb_download_streams_through_in_flat_memory(stub_gateway, new_account):
     url, process = stub_gateway
     account = await new_account()

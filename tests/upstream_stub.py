@@ -44,6 +44,8 @@ async def app(scope, receive, send):
         await asyncio.sleep(float(query.get("seconds", "5")))
     body = {
         "path": path,
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "query": scope["query_string"].decode("latin-1"),
         "received": received,
         "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
         "checks": {},

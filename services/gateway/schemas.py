@@ -33,6 +33,7 @@ STRIPPED_REQUEST_HEADERS = frozenset(
         "proxy-connection",
         "te",
         "trailer",
+        "transfer-encoding",  # the client's framing; the upstream request gets its own
         "upgrade",
         "x-user-id",
         "x-user-roles",

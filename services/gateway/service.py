@@ -90,9 +90,10 @@ class Proxy:
         self._session = session
 
     async def forward(self, request: Request, upstream: Upstream) -> Response:
-        url = upstream.base_url + request.url.path
-        if request.url.query:
-            url += "?" + request.url.query
+        # The path exactly as the client encoded it: decoding and re-encoding could change it.
+        url = upstream.base_url + request.scope["raw_path"].decode("latin-1")
+        if request.scope["query_string"]:
+            url += "?" + request.scope["query_string"].decode("latin-1")
         try:
             response = await self._session.request(
                 request.method,
