@@ -55,8 +55,8 @@ bench: $(VENV)/.dev
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11 --generate-hashes
-	$(BIN)/uv pip compile -q requirements-dev.in -o requirements-dev.lock --python-version 3.11 --generate-hashes
+	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11 --generate-hashes --find-links /opt/wheels
+	$(BIN)/uv pip compile -q requirements-dev.in -o requirements-dev.lock --python-version 3.11 --generate-hashes --find-links /opt/wheels
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
