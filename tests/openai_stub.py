@@ -1,0 +1,162 @@
+"""A stand-in for an OpenAI-compatible ``POST /v1/embeddings``, speaking the real wire format.
+
+Vectors are deterministic (seeded by a hash of model and text), so tests can compute what they
+expect. Tests script it through :class:`StubState`: replies to send first (429 with Retry-After,
+400, malformed bodies), answers in shuffled order, a required API key; it records every request.
+:class:`StubServer` runs it with uvicorn in a background thread on a free port; or run it alone
+with ``python tests/openai_stub.py PORT``.
+"""
+
+import hashlib
+import json
+import random
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+
+def fake_embedding(model: str, text: str, dimension: int) -> list[float]:
+    """The vector the stub returns for ``text``: the same every time, different per text."""
+    rng = random.Random(hashlib.sha256(f"{model}\0{text}".encode()).digest())
+    return [rng.uniform(-1.0, 1.0) for _ in range(dimension)]
+
+
+def error_body(message: str, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+@dataclass
+class Reply:
+    """A scripted answer, sent instead of a real one. ``body`` bytes are sent as they are."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class StubState:
+    api_key: str | None = None  # if set, requests need "Authorization: Bearer <api_key>"
+    dimension: int = 8
+    shuffle: bool = False  # answer with ``data`` in reverse index order
+    script: deque[Reply] = field(default_factory=deque)
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.api_key = None
+            self.dimension = 8
+            self.shuffle = False
+            self.script.clear()
+            self.requests.clear()
+
+    def fail_next(self, count: int, status: int, retry_after: str | None = None, message: str = "") -> None:
+        headers = {"retry-after": retry_after} if retry_after is not None else {}
+        body = error_body(message or f"stub failure {status}")
+        with self.lock:
+            self.script.extend(Reply(status, body, headers) for _ in range(count))
+
+    @property
+    def inputs(self) -> list[Any]:
+        """The ``input`` of every request received, in order."""
+        return [r.body.get("input") if isinstance(r.body, dict) else None for r in self.requests]
+
+
+class OpenAIStub:
+    def __init__(self, state: StubState | None = None) -> None:
+        self.state = state or StubState()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        more = True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        state = self.state
+        with state.lock:
+            state.requests.append(Received(headers, body))
+            scripted = state.script.popleft() if state.script else None
+        reply = scripted or self._answer(scope, headers, body)
+        await self._send(send, reply)
+
+    def _answer(self, scope, headers: dict[str, str], body: Any) -> Reply:
+        state = self.state
+        if scope["method"] != "POST" or scope["path"] != "/v1/embeddings":
+            return Reply(404, error_body(f"Invalid URL ({scope['method']} {scope['path']})"))
+        if state.api_key is not None and headers.get("authorization") != f"Bearer {state.api_key}":
+            return Reply(401, error_body("Incorrect API key provided.", "invalid_api_key"))
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return Reply(400, error_body("you must provide a model parameter"))
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return Reply(400, error_body("'$.input' is invalid. Please check the API reference."))
+        model = body["model"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(model, text, state.dimension)}
+            for i, text in enumerate(texts)
+        ]
+        if state.shuffle:
+            data.reverse()
+        tokens = sum(len(t.split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return Reply(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+    @staticmethod
+    async def _send(send, reply: Reply) -> None:
+        payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        headers = [(b"content-type", b"application/json")]
+        headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class StubServer:
+    """The stub served by uvicorn in a daemon thread; ``base_url`` ends in ``/v1`` like OpenAI's."""
+
+    def __init__(self, port: int, state: StubState | None = None) -> None:
+        self.app = OpenAIStub(state)
+        self.state = self.app.state
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="openai-stub", daemon=True)
+
+    def start(self) -> "StubServer":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the OpenAI stub did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+if __name__ == "__main__":
+    uvicorn.run(OpenAIStub(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
