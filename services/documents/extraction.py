@@ -1,0 +1,317 @@
+"""Type detection and text extraction of uploads. Pure and synchronous: the worker runs
+``extract`` in a thread. Detection trusts the bytes, never the name a user gave the file,
+so a renamed executable is refused and a mis-named PDF is still read as a PDF."""
+
+import bisect
+import codecs
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from functools import cached_property
+from pathlib import Path
+from typing import cast
+
+import charset_normalizer
+import docx
+import filetype
+from docx.table import Table
+from inscriptis import get_text
+from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+TEXT = "text/plain"
+MARKDOWN = "text/markdown"
+HTML = "text/html"
+EML = "message/rfc822"
+SUPPORTED: frozenset[str] = frozenset({PDF, DOCX, TEXT, MARKDOWN, HTML, EML})
+
+# Pages are joined with a paragraph break, so a page boundary is also a chunk boundary candidate.
+PAGE_SEPARATOR = "\n\n"
+
+_MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
+# Longest first: the UTF-32 LE BOM begins with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_MIN_PRINTABLE = 0.95
+_LEADING_JUNK = re.compile(r"\A(?:\s|<!--.*?-->|<\?xml[^>]*\?>)*", re.DOTALL)
+_HTML_START = ("<!doctype html", "<html")
+_HTML_EARLY = re.compile(r"<(?:head|body)[\s>]", re.IGNORECASE)
+_HEADER_LINE = re.compile(r"([!-9;-~]+):")  # RFC 5322 field name: printable ASCII but ':'
+_MAIL_HEADERS = frozenset(
+    {"from", "to", "subject", "date", "message-id", "mime-version", "received", "return-path"}
+)
+_SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_MAX_ERROR_DETAIL = 200
+
+
+@dataclass(frozen=True)
+class Page:
+    """Text of one page; ``number`` is 1-based for PDFs and None for formats without pages."""
+
+    number: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Extracted:
+    pages: list[Page]
+    page_count: int | None
+
+    @cached_property
+    def text(self) -> str:
+        """All pages joined by ``PAGE_SEPARATOR``; chunk offsets index into this string."""
+        return PAGE_SEPARATOR.join(page.text for page in self.pages)
+
+    @cached_property
+    def _page_starts(self) -> list[int]:
+        starts, offset = [], 0
+        for page in self.pages:
+            starts.append(offset)
+            offset += len(page.text) + len(PAGE_SEPARATOR)
+        return starts
+
+    def page_at(self, offset: int) -> int | None:
+        """Number of the page holding character ``offset`` of ``text`` (None without pages)."""
+        index = bisect.bisect_right(self._page_starts, offset) - 1
+        return self.pages[index].number if index >= 0 else None
+
+
+class ExtractionError(Exception):
+    """The file cannot be read; the message is plain language, safe to show the user."""
+
+
+def detect_type(head: bytes, filename: str | None = None) -> str | None:
+    """MIME type of a file from its first bytes (~8 KiB), or None when it is not supported.
+    ``filename`` only tells Markdown from plain text, which no content test can do reliably."""
+    if head.lstrip(b" \t\r\n").startswith(b"%PDF-"):
+        return PDF
+    if filetype.get_type(mime=DOCX).match(head):  # a zip whose first entries include word/
+        return DOCX
+    text = _decode_head(head)
+    if text is None:
+        return None
+    if _looks_like_html(text):
+        return HTML
+    if _looks_like_mail(text):
+        return EML
+    if filename and Path(filename).suffix.lower() in _MARKDOWN_SUFFIXES:
+        return MARKDOWN
+    return TEXT
+
+
+def _decode_head(head: bytes) -> str | None:
+    """Text of a file's head if it is text: a BOM or UTF-8 (tolerating a character cut at the
+    end of the head), else charset-normalizer's guess; NULs and control characters mean binary."""
+    if not head:
+        return None
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            try:
+                text = codecs.getincrementaldecoder(encoding)().decode(head[len(bom) :], final=False)
+            except UnicodeDecodeError:
+                return None
+            break
+    else:
+        if b"\x00" in head:
+            return None
+        try:
+            text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            best = charset_normalizer.from_bytes(head).best()
+            if best is None:
+                return None
+            text = str(best)
+    if not text:
+        return None
+    printable = sum(1 for c in text if c.isprintable() or c in "\n\r\t\f\v")
+    return text if printable / len(text) >= _MIN_PRINTABLE else None
+
+
+def _looks_like_html(text: str) -> bool:
+    """A document that opens with a doctype or <html>, or opens with a tag and has a <head> or
+    <body> soon after; a Markdown note that merely mentions <body> further down stays text."""
+    rest = _LEADING_JUNK.sub("", text.lstrip("\ufeff"), count=1)
+    lowered = rest[:1024].lower()
+    return lowered.startswith(_HTML_START) or (
+        lowered.startswith("<") and _HTML_EARLY.search(lowered) is not None
+    )
+
+
+def _looks_like_mail(text: str) -> bool:
+    """RFC 822: the text opens with header lines (continuations allowed) up to the first blank
+    line, and at least two of them are headers every mail carries."""
+    lines = text.lstrip("\ufeff").split("\n")
+    complete = lines[:-1] if len(lines) > 1 else lines  # the head may end mid-line
+    known = 0
+    for index, line in enumerate(complete):
+        line = line.rstrip("\r")
+        if not line:
+            return index > 0 and known >= 2
+        if line[0] in " \t" and index > 0:
+            continue
+        match = _HEADER_LINE.match(line)
+        if match is None:
+            return False
+        known += match.group(1).lower() in _MAIL_HEADERS
+    return known >= 2
+
+
+def extract(path: Path, mime: str) -> Extracted:
+    """Text of the file at ``path`` detected as ``mime``, per page for PDFs."""
+    if mime == PDF:
+        extracted = _extract_pdf(path)
+    elif mime == DOCX:
+        extracted = Extracted([Page(None, _normalize(_docx_text(path)))], None)
+    elif mime == HTML:
+        extracted = Extracted([Page(None, _normalize(_html_text(_decode(path.read_bytes()))))], None)
+    elif mime == EML:
+        extracted = Extracted([Page(None, _normalize(_mail_text(path.read_bytes())))], None)
+    elif mime in (TEXT, MARKDOWN):
+        extracted = Extracted([Page(None, _normalize(_decode(path.read_bytes())))], None)
+    else:
+        raise ExtractionError("This file type is not supported")
+    if not extracted.text.strip():
+        raise ExtractionError("The document contains no text")
+    return extracted
+
+
+def _extract_pdf(path: Path) -> Extracted:
+    """One Page per PDF page that has text. A page that fails to parse is skipped, so a partly
+    damaged PDF still yields what it can; a PDF with no text at all is refused as image-only."""
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise ExtractionError("The PDF is encrypted")
+        page_count = len(reader.pages)
+    except ExtractionError:
+        raise
+    except DependencyError as exc:
+        raise ExtractionError("The PDF uses an unsupported encryption") from exc
+    except Exception as exc:  # pypdf raises many types on malformed files
+        raise ExtractionError(f"The PDF is damaged: {_detail(exc)}") from exc
+    pages, failure = [], None
+    for number in range(1, page_count + 1):
+        try:
+            text = _normalize(reader.pages[number - 1].extract_text() or "")
+        except Exception as exc:
+            failure = exc
+            continue
+        if text:
+            pages.append(Page(number, text))
+    if not pages:
+        if failure is not None:
+            raise ExtractionError(f"The PDF is damaged: {_detail(failure)}") from failure
+        raise ExtractionError("The PDF has no extractable text (scanned images?)")
+    return Extracted(pages, page_count)
+
+
+def _detail(exc: Exception) -> str:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return detail[:_MAX_ERROR_DETAIL]
+
+
+def _docx_text(path: Path) -> str:
+    """Paragraphs and tables in document order; a table row becomes one ``a | b | c`` line
+    (merged cells, which python-docx repeats, once)."""
+    try:
+        document = docx.Document(str(path))
+        blocks = []
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                rows = []
+                for row in item.rows:
+                    cells, seen = [], set()
+                    for cell in row.cells:
+                        if id(cell._tc) not in seen:
+                            seen.add(id(cell._tc))
+                            cells.append(" ".join(cell.text.split()))
+                    rows.append(" | ".join(c for c in cells if c))
+                blocks.append("\n".join(r for r in rows if r))
+            else:
+                blocks.append(item.text)
+    except Exception as exc:  # python-docx raises zip, XML and key errors on bad packages
+        raise ExtractionError("The file is not a valid DOCX document") from exc
+    return "\n\n".join(b for b in blocks if b.strip())
+
+
+def _html_text(html: str) -> str:
+    """inscriptis renders the page as a browser would lay it out, dropping scripts and styles."""
+    if not html.strip():
+        return ""
+    try:
+        return get_text(html)
+    except Exception as exc:
+        raise ExtractionError("The HTML document could not be read") from exc
+
+
+def _mail_text(data: bytes) -> str:
+    """A header block (subject, from, to, cc, date), the body (plain text preferred, else the
+    HTML part rendered), and the attachments' names; attachment contents are not read."""
+    # With policy.default the parser builds EmailMessage objects (the stubs only say Message).
+    message = cast(EmailMessage, email.message_from_bytes(data, policy=email.policy.default))
+    headers = []
+    for name in ("Subject", "From", "To", "Cc", "Date"):
+        try:
+            value = message.get(name)
+        except Exception:  # a malformed header must not lose the whole mail
+            value = None
+        if value:
+            headers.append(f"{name}: {' '.join(str(value).split())}")
+    body = message.get_body(preferencelist=("plain", "html"))
+    body_text = ""
+    if body is not None:
+        body_text = _part_text(body)
+        if body.get_content_subtype() == "html":
+            body_text = _html_text(body_text)
+    names = [
+        part.get_filename() or "unnamed"
+        for part in message.walk()
+        if part is not body
+        and not part.is_multipart()
+        and (part.get_content_disposition() == "attachment" or part.get_filename())
+    ]
+    blocks = ["\n".join(headers), body_text]
+    if names:
+        blocks.append("Attachments: " + ", ".join(names))
+    return "\n\n".join(b for b in blocks if b.strip())
+
+
+def _part_text(part: EmailMessage) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError):  # unknown or lying charset: guess from the bytes
+        content = part.get_payload(decode=True) or b""
+    return content if isinstance(content, str) else _decode(bytes(content))
+
+
+def _decode(data: bytes) -> str:
+    """Bytes to text: a BOM decides, then UTF-8, then charset-normalizer's best guess."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise ExtractionError("The file is not readable text")
+    return str(best)
+
+
+def _normalize(text: str) -> str:
+    """One space between words, no trailing spaces, at most one blank line between
+    paragraphs, no NULs, ``\\n`` line ends: stable offsets and tidy chunks."""
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
