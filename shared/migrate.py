@@ -113,6 +113,7 @@ async def finalize_grants(admin_url: str, services: list[ServiceSchema]) -> None
                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {svc.schema} TO {role}"
             )
             await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {svc.schema} TO {role}")
+            await conn.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {svc.schema} TO {role}")
             await conn.execute(f"REVOKE INSERT, UPDATE, DELETE ON {svc.schema}.alembic_version FROM {role}")
     finally:
         await conn.close()

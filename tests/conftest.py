@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,22 +25,30 @@ TEST_REDIS_URL = os.environ.get("PAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"
 ADMIN_PASSWORD = "correct horse battery staple 42"
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A database made for this session, migrated, and dropped at the end."""
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A database made and migrated for the caller, dropped afterwards."""
     name = f"pai_test_{uuid.uuid4().hex[:12]}"
     url = f"{ADMIN_SERVER}/{name}"
     migrate(MigrateSettings(database_url=url), create_database=True)
-    yield url
+    try:
+        yield url
+    finally:
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(f"{ADMIN_SERVER}/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        async def drop() -> None:
+            conn = await asyncpg.connect(f"{ADMIN_SERVER}/postgres")
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
 
-    asyncio.run(drop())
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +74,10 @@ def base_env(database_url: str, redis_url: str, key_file: Path, tmp_path_factory
         PAI_REDIS_URL=redis_url,
         PAI_JWT_PRIVATE_KEY_FILE=str(key_file),
         PAI_DATA_DIR=str(tmp_path_factory.mktemp("data")),
+        PAI_MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
+        PAI_INGEST_STALE_SECONDS="5",
+        PAI_RECOVER_INTERVAL_SECONDS="5",
+        HF_HUB_OFFLINE="1",
     )
     return env
 

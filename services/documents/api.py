@@ -1,15 +1,115 @@
-"""HTTP routes of the documents service."""
+"""HTTP routes of the documents service: thin wrappers over :mod:`services.documents.service`."""
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Literal
 
-from services.documents import service
-from services.documents.schemas import DocumentPage
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from services.documents.models import Document
+from services.documents.schemas import (
+    DocumentOut,
+    DocumentPage,
+    DocumentUpdate,
+    SearchResponse,
+)
+from services.documents.service import DocumentsService
 from shared.deps import CurrentPrincipal
+
+
+def get_service(request: Request) -> DocumentsService:
+    return request.app.state.documents
+
+
+Service = Annotated[DocumentsService, Depends(get_service)]
+Category = Literal["financial", "long_form", "generic"]
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 
+@router.post(
+    "",
+    status_code=202,
+    response_model=DocumentOut,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "title": {"type": "string"},
+                            "description": {"type": "string"},
+                        },
+                    }
+                }
+            },
+            "required": True,
+        },
+    },
+)
+async def upload(request: Request, principal: CurrentPrincipal, service: Service) -> Document:
+    """Multipart upload (``file``, optional ``title`` and ``description``), streamed to disk."""
+    return await service.upload(request, principal.user_id)
+
+
 @router.get("", response_model=DocumentPage)
-async def list_documents(principal: CurrentPrincipal) -> dict:
-    items, total = await service.list_documents(principal.user_id)
+async def list_documents(
+    principal: CurrentPrincipal,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    category: Category | None = None,
+    status: Literal["queued", "processing", "ready", "failed"] | None = None,
+) -> dict:
+    items, total = await service.list_page(
+        principal.user_id, limit=limit, offset=offset, q=q, category=category, status=status
+    )
     return {"items": items, "total": total}
+
+
+@router.get("/search", response_model=SearchResponse)
+async def search(
+    principal: CurrentPrincipal,
+    service: Service,
+    q: Annotated[str, Query(min_length=1, max_length=1000)],
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    document_id: uuid.UUID | None = None,
+    category: Category | None = None,
+) -> dict:
+    results = await service.search(principal.user_id, q, k=k, document_id=document_id, category=category)
+    return {"results": results}
+
+
+@router.get("/{document_id}", response_model=DocumentOut)
+async def get_document(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Document:
+    return await service.get(principal.user_id, document_id)
+
+
+@router.get("/{document_id}/content")
+async def get_content(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> FileResponse:
+    document = await service.get(principal.user_id, document_id)
+    return FileResponse(
+        service.content_path(document), media_type=document.mime_type, filename=document.filename
+    )
+
+
+@router.patch("/{document_id}", response_model=DocumentOut)
+async def update_document(
+    document_id: uuid.UUID, body: DocumentUpdate, principal: CurrentPrincipal, service: Service
+) -> Document:
+    return await service.update(principal.user_id, document_id, body)
+
+
+@router.delete("/{document_id}", status_code=204)
+async def delete_document(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Response:
+    await service.delete(principal.user_id, document_id)
+    return Response(status_code=204)
+
+
+@router.post("/{document_id}/reindex", status_code=202, response_model=DocumentOut)
+async def reindex(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Document:
+    return await service.reindex(principal.user_id, document_id)

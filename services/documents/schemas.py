@@ -1,8 +1,50 @@
 """Request and response bodies of the documents service."""
 
-from pydantic import BaseModel
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    description: str | None
+    filename: str
+    mime_type: str
+    size: int
+    sha256: str
+    category: str | None
+    status: str
+    progress: float
+    chunk_count: int
+    page_count: int | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class DocumentPage(BaseModel):
-    items: list[dict]
+    items: list[DocumentOut]
     total: int
+
+
+class DocumentUpdate(BaseModel):
+    title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    description: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class SearchResult(BaseModel):
+    document_id: uuid.UUID
+    title: str
+    chunk_index: int
+    page: int | None
+    snippet: str
+    score: float
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]

@@ -1,18 +1,59 @@
-"""Settings of the documents service (all ``PAI_``-prefixed environment variables)."""
+"""Settings of the documents service and its worker (all ``PAI_``-prefixed, except the
+Weaviate pair, named as the vector-store contract tests and compose name them)."""
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 
-from shared.config import CommonSettings, service_database_url
+from services.documents.chunking import ChunkSizes
+from shared.config import service_database_url
+from shared.embeddings import EmbeddingSettings
 
 
-class DocumentsSettings(CommonSettings):
+class DocumentsSettings(EmbeddingSettings):
     documents_database_url: str | None = Field(None, validation_alias="PAI_DOCUMENTS_DATABASE_URL")
+
+    # Uploads live in <data_dir>/uploads/<user>/<document>/, LanceDB in <data_dir>/vectors.
+    data_dir: Path = Path("data")
+    max_upload_bytes: int = 50 * 1024 * 1024
+
+    # Chunk sizes in characters, per category.
+    chunk_financial_chars: int = 400
+    chunk_long_form_chars: int = 1500
+    chunk_long_form_overlap_chars: int = 200
+    chunk_generic_chars: int = 800
+
+    # A document queued/processing (or deleted) this long without progress is re-enqueued.
+    ingest_stale_seconds: int = 600
+    # How often the worker looks for such documents (seconds; divides a minute).
+    recover_interval_seconds: int = 60
+    # Longest one ingestion may run; a killed worker's job is retried after this (+10 s).
+    ingest_timeout_seconds: int = 600
+    # A document whose ingestion was started this often without finishing is marked failed.
+    ingest_max_attempts: int = 3
+    # How often the worker compacts the embedded vector store.
+    vector_optimize_minutes: int = 30
+
+    weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
+    weaviate_api_key: str | None = Field(None, validation_alias="WEAVIATE_API_KEY")
 
     @property
     def service_database_url(self) -> str:
         return service_database_url(self.database_url, "pai_documents", self.documents_database_url)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def chunk_sizes(self) -> ChunkSizes:
+        return ChunkSizes(
+            financial=self.chunk_financial_chars,
+            long_form=self.chunk_long_form_chars,
+            long_form_overlap=self.chunk_long_form_overlap_chars,
+            generic=self.chunk_generic_chars,
+        )
 
 
 @lru_cache

@@ -1,0 +1,166 @@
+"""Files on disk: uploads are streamed straight from the request into the user's directory,
+hashed and size-checked on the way, never held in memory and never named by the client."""
+
+import hashlib
+import re
+import shutil
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from shared.errors import ApiError
+
+SNIFF_BYTES = 8192
+MAX_FIELD_BYTES = 8192
+ORIGINAL = "original"
+_MULTIPART_OVERHEAD = 64 * 1024  # headers and small fields around the file part
+
+
+def document_dir(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> Path:
+    return uploads / str(owner_id) / str(document_id)
+
+
+def original_path(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> Path:
+    return document_dir(uploads, owner_id, document_id) / ORIGINAL
+
+
+def display_filename(raw: str | None) -> str:
+    """The client's file name reduced to something safe to show: no path, no control chars."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"\s+", " ", name).strip().lstrip(".")
+    return name[:255] or "upload"
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class ReceivedUpload:
+    """A file part written to ``path``, with what we learned while streaming it."""
+
+    path: Path
+    filename: str | None = None
+    size: int = 0
+    head: bytes = b""
+    sha256: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _Events:
+    """Collects the parser's synchronous callbacks so the async side can act on them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, bytes]] = []
+        self._header_name = b""
+
+    def callbacks(self) -> dict:
+        def data_cb(kind: str):
+            return lambda data, start, end: self.items.append((kind, bytes(data[start:end])))
+
+        return {
+            "on_part_begin": lambda: self.items.append(("begin", b"")),
+            "on_header_field": data_cb("header_field"),
+            "on_header_value": data_cb("header_value"),
+            "on_header_end": lambda: self.items.append(("header_end", b"")),
+            "on_headers_finished": lambda: self.items.append(("headers_done", b"")),
+            "on_part_data": data_cb("data"),
+            "on_part_end": lambda: self.items.append(("end", b"")),
+        }
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        items, self.items = self.items, []
+        return items
+
+
+async def receive_upload(request: Request, destination: Path, max_bytes: int) -> ReceivedUpload:
+    """Stream a ``multipart/form-data`` body: the ``file`` part goes to ``destination``, small
+    text fields are kept. 413 as soon as the file passes ``max_bytes``; 422/415 on bad input.
+    On any error the partial file is removed."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise ApiError(415, "unsupported_media_type", "Send the file as multipart/form-data")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + _MULTIPART_OVERHEAD:
+        raise ApiError(413, "file_too_large", f"The file is larger than {max_bytes} bytes")
+
+    events = _Events()
+    parser = MultipartParser(params[b"boundary"], events.callbacks())
+    upload = ReceivedUpload(path=destination)
+    hasher = hashlib.sha256()
+    await anyio.Path(destination.parent).mkdir(parents=True, exist_ok=True)
+    try:
+        async with await anyio.open_file(destination, "wb") as out:
+            state = _PartState()
+            async for chunk in request.stream():
+                parser.write(chunk)
+                for kind, data in events.drain():
+                    await state.handle(kind, data, upload, hasher, out, max_bytes)
+            parser.finalize()
+            for kind, data in events.drain():
+                await state.handle(kind, data, upload, hasher, out, max_bytes)
+        if not state.saw_file:
+            raise ApiError(422, "validation_error", "file: a file part named 'file' is required")
+    except ApiError:
+        await anyio.Path(destination).unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # malformed multipart from python-multipart
+        await anyio.Path(destination).unlink(missing_ok=True)
+        raise ApiError(422, "invalid_multipart", f"The upload is not valid multipart data: {exc}") from None
+    upload.sha256 = hasher.hexdigest()
+    return upload
+
+
+class _PartState:
+    """Where we are in the multipart stream: which part, its headers, its field value."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.header_name = b""
+        self.header_value = b""
+        self.name: str | None = None
+        self.is_file = False
+        self.saw_file = False
+        self.value = bytearray()
+
+    async def handle(self, kind, data, upload: ReceivedUpload, hasher, out, max_bytes: int) -> None:
+        if kind == "begin":
+            self.headers, self.name, self.is_file, self.value = {}, None, False, bytearray()
+        elif kind == "header_field":
+            self.header_name += data
+        elif kind == "header_value":
+            self.header_value += data
+        elif kind == "header_end":
+            name = self.header_name.decode("latin-1").lower()
+            self.headers[name] = self.header_value.decode("utf-8", "replace")
+            self.header_name, self.header_value = b"", b""
+        elif kind == "headers_done":
+            _, params = parse_options_header(self.headers.get("content-disposition", ""))
+            self.name = params.get(b"name", b"").decode("utf-8", "replace")
+            self.is_file = self.name == "file"
+            if self.is_file:
+                if self.saw_file:
+                    raise ApiError(422, "validation_error", "file: send exactly one file")
+                self.saw_file = True
+                raw = params.get(b"filename")
+                upload.filename = raw.decode("utf-8", "replace") if raw is not None else None
+        elif kind == "data" and self.is_file:
+            upload.size += len(data)
+            if upload.size > max_bytes:
+                raise ApiError(413, "file_too_large", f"The file is larger than {max_bytes} bytes")
+            if len(upload.head) < SNIFF_BYTES:
+                upload.head += data[: SNIFF_BYTES - len(upload.head)]
+            hasher.update(data)
+            await out.write(data)
+        elif kind == "data":
+            self.value += data
+            if len(self.value) > MAX_FIELD_BYTES:
+                raise ApiError(422, "validation_error", f"{self.name}: value too long")
+        elif kind == "end" and not self.is_file and self.name:
+            upload.fields[self.name] = self.value.decode("utf-8", "replace")
