@@ -12,7 +12,6 @@ import asyncio
 import email.utils
 import math
 import os
-import random
 import threading
 import weakref
 from collections.abc import Sequence
@@ -24,6 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from shared.config import CommonSettings
 
@@ -271,6 +277,16 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+class _RetryableStatus(Exception):
+    """A 429 or 5xx answer: worth another try, after the server's Retry-After if it sent one."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.status = response.status_code
+        self.retry_after = response.headers.get("retry-after")
+
+
 class OpenAIEmbedder:
     """POST ``{base_url}/embeddings`` (OpenAI, vLLM, Ollama, LiteLLM, TEI...). Batches go one at a
     time: concurrent batches would mostly earn more 429s."""
@@ -287,6 +303,11 @@ class OpenAIEmbedder:
         self._max_attempts = settings.embedding_max_attempts
         self._retry_base = settings.embedding_retry_base_seconds
         self._retry_max = settings.embedding_retry_max_seconds
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.embedding_retry_base_seconds,
+            max=self._retry_max,
+            jitter=settings.embedding_retry_base_seconds,
+        )
         self._dimension = settings.embedding_dimension
         self._client = client
         self._owns_client = client is None
@@ -321,11 +342,12 @@ class OpenAIEmbedder:
             self._owns_client = True
         return self._client
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
+    def _wait(self, state: RetryCallState) -> float:
         """The server's Retry-After if it gave one, else exponential backoff with jitter."""
-        seconds = _retry_after_seconds(retry_after)
+        error = state.outcome.exception() if state.outcome else None
+        seconds = _retry_after_seconds(error.retry_after) if isinstance(error, _RetryableStatus) else None
         if seconds is None:
-            seconds = self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random() / 2)  # noqa: S311
+            seconds = self._backoff(state)
         return min(seconds, self._retry_max)
 
     async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
@@ -333,31 +355,48 @@ class OpenAIEmbedder:
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         body = {"model": self._model, "input": batch}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._http().post(self._url, json=body, headers=headers)
-            except httpx.TransportError as exc:  # connection refused, reset, timeouts
-                if attempt >= self._max_attempts:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((_RetryableStatus, httpx.TransportError)),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self._http().post(self._url, json=body, headers=headers)
+                    if response.is_success:
+                        return self._parse(response, len(batch))
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise _RetryableStatus(response)
                     raise EmbeddingError(
-                        f"embedding request to {self._url} failed after {attempt} attempts: {exc!r}"
-                    ) from exc
-                delay, status = self._delay(attempt, None), None
-            else:
-                if response.is_success:
-                    return self._parse(response, len(batch))
-                status = response.status_code
-                retryable = status == 429 or status >= 500
-                if not retryable or attempt >= self._max_attempts:
-                    tries = f" after {attempt} attempts" if retryable else ""
-                    raise EmbeddingError(
-                        f"embedding API {self._url} answered {status}{tries}: {_error_message(response)}",
-                        status=status,
+                        f"embedding API {self._url} answered {response.status_code}: "
+                        f"{_error_message(response)}",
+                        status=response.status_code,
                     )
-                delay = self._delay(attempt, response.headers.get("retry-after"))
-            log.warning("embedding_retry", url=self._url, status=status, attempt=attempt, delay=delay)
-            await asyncio.sleep(delay)
+        except _RetryableStatus as exc:
+            raise EmbeddingError(
+                f"embedding API {self._url} answered {exc.status} after {self._max_attempts} attempts: "
+                f"{_error_message(exc.response)}",
+                status=exc.status,
+            ) from None
+        except httpx.TransportError as exc:  # connection refused, reset, timeouts
+            raise EmbeddingError(
+                f"embedding request to {self._url} failed after {self._max_attempts} attempts: {exc!r}"
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        status = error.status if isinstance(error, _RetryableStatus) else None
+        log.warning(
+            "embedding_retry",
+            url=self._url,
+            status=status,
+            attempt=state.attempt_number,
+            delay=state.next_action.sleep if state.next_action else None,
+        )
 
     def _parse(self, response: httpx.Response, expected: int) -> list[list[float]]:
         def malformed(why: str) -> EmbeddingError:
