@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis
@@ -138,3 +139,34 @@ async def test_a_worker_killed_mid_ingestion_is_finished_by_the_next_one(private
     )
     stored = await store.count(uuid.UUID(account.id), DOCUMENT_CHUNKS, {"document_id": document_id})
     assert stored == ready["chunk_count"]
+
+
+async def test_a_document_that_never_finishes_is_failed_not_retried_forever(
+    private, private_database, new_account
+):
+    url, _, worker = private
+    account = await new_account()
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        response = await client.post(
+            "/documents", headers=account.headers, files={"file": ("cursed.txt", b"Short but cursed.")}
+        )
+        assert response.status_code == 202
+        document_id = response.json()["id"]
+        # As if three workers had died on it already.
+        conn = await asyncpg.connect(private_database)
+        try:
+            await conn.execute(
+                "UPDATE documents.documents SET status = 'processing', attempts = 3,"
+                " updated_at = now() - interval '1 hour' WHERE id = $1",
+                uuid.UUID(document_id),
+            )
+        finally:
+            await conn.close()
+        redis.Redis.from_url(PRIVATE_REDIS).flushdb()
+        process = worker()
+        try:
+            final = await wait_for_status(client, account, document_id, {"ready", "failed"})
+        finally:
+            process.stop()
+    assert final["status"] == "failed"
+    assert "did not finish after 3 attempts" in final["error"]
