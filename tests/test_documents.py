@@ -103,6 +103,7 @@ async def test_bad_uploads_get_clear_errors_and_leave_nothing(gateway, new_accou
     cases = [
         (await upload(gateway, account, "image.pdf", files.PNG), 415, "unsupported_media_type"),
         (await upload(gateway, account, "empty.txt", b""), 422, "empty_file"),
+        (await upload(gateway, account, "long.txt", b"hello", description="x" * 4001), 422, None),
         (await upload(gateway, account, "big.txt", b"a" * (3 * 1024 * 1024 + 1)), 413, "file_too_large"),
         (await gateway.post("/documents", headers=account.headers, json={"file": "x"}), 415, None),
         (

@@ -4,7 +4,9 @@ calling user (row-level security in Postgres, the user's own tenant in the vecto
 import uuid
 from dataclasses import dataclass
 
+import structlog
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +31,8 @@ from shared.models import utcnow
 from shared.vectors import DOCUMENT_CHUNKS, EmbeddingModelMismatch, VectorStore
 
 NOT_FOUND = ApiError(404, "not_found", "Document not found")
+MAX_DESCRIPTION = 4000
+log = structlog.get_logger(__name__)
 
 
 def _like(text: str) -> str:
@@ -68,6 +72,9 @@ class DocumentsService:
                 )
             filename = display_filename(received.filename)
             title = (received.fields.get("title") or "").strip() or filename
+            description = received.fields.get("description") or None
+            if description is not None and len(description) > MAX_DESCRIPTION:
+                raise ApiError(422, "validation_error", f"description: at most {MAX_DESCRIPTION} characters")
             async with self.session(owner_id) as session:
                 existing = await session.scalar(
                     _live(select(Document.id)).where(Document.sha256 == received.sha256)
@@ -83,7 +90,7 @@ class DocumentsService:
                     id=document_id,
                     owner_id=owner_id,
                     title=title[:300],
-                    description=(received.fields.get("description") or None),
+                    description=description,
                     filename=filename,
                     mime_type=mime_type,
                     size=received.size,
@@ -97,8 +104,16 @@ class DocumentsService:
         except BaseException:
             remove_tree(directory)  # nothing of a refused upload stays on disk
             raise
-        await enqueue_ingest(self.arq, document_id, owner_id)  # after the commit: the row exists
+        await self._enqueue(enqueue_ingest, document_id, owner_id)  # after the commit: the row exists
         return document
+
+    async def _enqueue(self, enqueue, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        """The row is committed, so a Redis hiccup must not fail the request: the worker's
+        recovery cron finds the document in Postgres and enqueues it again."""
+        try:
+            await enqueue(self.arq, document_id, owner_id)
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", document_id=str(document_id), error=str(exc))
 
     async def list_page(
         self,
@@ -160,7 +175,7 @@ class DocumentsService:
             document = await self._get(session, document_id)
             document.deleted_at = document.updated_at = utcnow()
             await session.commit()
-        await enqueue_delete(self.arq, document_id, owner_id)
+        await self._enqueue(enqueue_delete, document_id, owner_id)
 
     async def reindex(self, owner_id: uuid.UUID, document_id: uuid.UUID) -> Document:
         async with self.session(owner_id) as session:
@@ -169,7 +184,7 @@ class DocumentsService:
             document.attempts = 0
             document.updated_at = utcnow()
             await session.commit()
-        await enqueue_ingest(self.arq, document_id, owner_id)
+        await self._enqueue(enqueue_ingest, document_id, owner_id)
         return document
 
     async def search(
