@@ -48,9 +48,11 @@ test: lint
 	docker-compose -f docker-compose.yml --env-file .env.example config -q
 	$(BIN)/pytest
 
-## bench: gateway overhead against direct calls (prints req/s, p50, p95, ratio)
+## bench: every benchmark (gateway overhead, ingestion vs the raw model, search latency)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/search.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python
