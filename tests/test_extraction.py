@@ -25,18 +25,10 @@ from services.documents.extraction import (
     detect_type,
     extract,
 )
+from tests.files import pdf as make_pdf
 
 PAGE_TWO_SENTENCE = "The migrating swallows reached the harbour at dawn."
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x1f\x15\xc4\x89"
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text)
-    return bytes(pdf.output())
 
 
 def encrypt(data: bytes, user_password: str) -> bytes:
