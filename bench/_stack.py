@@ -143,7 +143,11 @@ def worker(env: dict[str, str], logs: Path, redis_url: str) -> Iterator[Process]
 
 @contextlib.contextmanager
 def stack(
-    *, with_worker: bool, keep_logs: bool = False, extra_env: dict[str, str] | None = None
+    *,
+    with_worker: bool,
+    keep_logs: bool = False,
+    extra_env: dict[str, str] | None = None,
+    services: tuple[str, ...] = ("auth", "gateway", "documents"),
 ) -> Iterator[Stack]:
     """Auth, gateway and documents API (and the worker if asked) on a throw-away database, key,
     Redis db and data dir, with a registered user's token; all removed on exit, Ctrl-C included."""
@@ -174,7 +178,7 @@ def stack(
                 **(extra_env or {}),
             )
             result = Stack(workdir, env, urls, redis_url)
-            for name in ("auth", "gateway", "documents"):
+            for name in services:
                 result.processes[name] = stack.enter_context(service(name, ports[name], env, workdir))
             if with_worker:
                 result.processes["worker"] = stack.enter_context(worker(env, workdir, redis_url))

@@ -73,9 +73,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
-from services.auth.tokens import generate_private_key_file  # noqa: E402
 from shared.migrate import MigrateSettings, migrate  # noqa: E402
-from tests.support import Process, free_port, python, wait_healthy  # noqa: E402
+from tests.support import Process, python, wait_healthy  # noqa: E402
 
 POSTGRES_SERVER = os.environ.get("PAI_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("PAI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
@@ -596,54 +595,22 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"warning: the machine was already {busy:.0f}% busy before the benchmark; numbers will be noisy"
         )
-    workdir = Path(tempfile.mkdtemp(prefix="pai-bench-"))  # key, data dir, service logs
+    # Imported here: bench/_stack.py builds on this module's helpers (database, Redis, log-in).
+    from _stack import stack as bench_stack
+
     try:
-        with contextlib.ExitStack() as stack:
-            database_url = stack.enter_context(temporary_database())
-            redis_url = stack.enter_context(flushed_redis(REDIS_URL))
-            key_file = workdir / "jwt_ed25519.pem"
-            generate_private_key_file(key_file)
-            ports = {name: free_port() for name in ("auth", "gateway", "documents", "mail")}
-            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
-            env.update(
-                PYTHONUNBUFFERED="1",
-                PAI_LOG_LEVEL="WARNING",
-                PAI_DATABASE_URL=database_url,
-                PAI_REDIS_URL=redis_url,
-                PAI_JWT_PRIVATE_KEY_FILE=str(key_file),
-                PAI_DATA_DIR=str(workdir / "data"),
-                PAI_AUTH_URL=urls["auth"],
-                PAI_DOCUMENTS_URL=urls["documents"],  # nothing listens there: not used here
-                PAI_MAIL_URL=urls["mail"],
-                PAI_JWKS_URL=f"{urls['auth']}/auth/.well-known/jwks.json",
-                PAI_RATE_LIMIT="100000000/minute",
-            )
-            servers = {
-                "auth": stack.enter_context(service("auth", ports["auth"], env, workdir)),
-                "gateway": stack.enter_context(service("gateway", ports["gateway"], env, workdir)),
-            }
-            token = log_in(urls["auth"])
+        with bench_stack(
+            with_worker=False, keep_logs=options.keep_logs, services=("auth", "gateway")
+        ) as running:
             results = []
             for target in ("direct", "gateway"):
-                url = urls["auth" if target == "direct" else "gateway"] + PATH
-                check_once(url, token)
+                url = running.urls["auth" if target == "direct" else "gateway"] + PATH
+                check_once(url, running.token)
                 print(f"running {target}: {url} ...", flush=True)
-                results.append(run(target, url, token, options, servers))
+                results.append(run(target, url, running.token, options, running.processes))
     except KeyboardInterrupt:
         print("\ninterrupted; cleaned up", file=sys.stderr)
         return 130
-    except Exception:
-        for log in sorted(workdir.glob("*.log")):
-            print(
-                f"--- last lines of {log.name}:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr
-            )
-        raise
-    finally:
-        if options.keep_logs:
-            print(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print_report(results)
     failed = [r for r in results if r.errors > MAX_ERROR_RATE * max(1, r.total)]
     if failed:
