@@ -59,11 +59,11 @@ import psutil
 from _stack import REDIS_URL, Prose, Stack, describe_machine, percentile, stack, warn_if_contended
 from gateway import CpuMeter
 
-from services.documents.chunking import ChunkSizes, classify
-from services.documents.chunking import chunk as split_chunks
-from services.documents.extraction import detect_type, extract
 from services.documents.settings import DocumentsSettings
 from shared.embeddings import EmbeddingSettings, create_embedder
+from shared.text.chunking import ChunkSizes, classify
+from shared.text.chunking import chunk as split_chunks
+from shared.text.extraction import detect_type, extract
 
 # A long-form chunk (1500 characters, 200 overlapping) advances about this far; a generic one
 # (800 characters, cut at paragraph and sentence ends) about this far. Only a first guess: the

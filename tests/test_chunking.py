@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from services.documents.chunking import ChunkSizes, TextChunk, chunk, classify
-from services.documents.extraction import PDF, Extracted, Page, extract
+from shared.text.chunking import ChunkSizes, TextChunk, chunk, classify
+from shared.text.extraction import PDF, Extracted, Page, extract
 
 WORDS = [
     *("the", "a", "river", "house", "garden", "light", "morning", "story", "old", "young", "walked"),

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import redis
 
-from services.documents.chunking import chunk, classify
-from services.documents.extraction import TEXT, extract
 from shared.embeddings import EmbeddingSettings, create_embedder
+from shared.text.chunking import chunk, classify
+from shared.text.extraction import TEXT, extract
 from shared.vectors import DOCUMENT_CHUNKS, create_vector_store
 from tests import files
 from tests.conftest import fresh_database

@@ -11,7 +11,7 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-from services.documents.extraction import (
+from shared.text.extraction import (
     DOCX,
     EML,
     HTML,

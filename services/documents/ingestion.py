@@ -13,14 +13,14 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.documents.chunking import TextChunk, chunk, classify
-from services.documents.extraction import ExtractionError, extract
 from services.documents.models import Document, Status
 from services.documents.settings import DocumentsSettings
 from services.documents.storage import document_dir, original_path, remove_tree
 from shared.db import user_session
 from shared.embeddings import Embedder
 from shared.models import utcnow
+from shared.text.chunking import TextChunk, chunk, classify
+from shared.text.extraction import ExtractionError, extract
 from shared.vectors import DOCUMENT_CHUNKS, VectorChunk, VectorStore
 
 log = structlog.get_logger(__name__)

@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from services.documents.extraction import detect_type
 from services.documents.models import Document, Status
 from services.documents.queue import enqueue_delete, enqueue_ingest
 from services.documents.schemas import DocumentUpdate
@@ -28,6 +27,7 @@ from shared.db import user_session
 from shared.embeddings import Embedder
 from shared.errors import ApiError
 from shared.models import utcnow
+from shared.text.extraction import detect_type
 from shared.vectors import DOCUMENT_CHUNKS, EmbeddingModelMismatch, VectorStore
 
 NOT_FOUND = ApiError(404, "not_found", "Document not found")

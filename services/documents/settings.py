@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.documents.chunking import ChunkSizes
 from shared.config import service_database_url
 from shared.embeddings import EmbeddingSettings
+from shared.text.chunking import ChunkSizes
 
 
 class DocumentsSettings(EmbeddingSettings):

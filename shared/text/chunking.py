@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from services.documents.extraction import Extracted
+from shared.text.extraction import Extracted
 
 Category = Literal["financial", "long_form", "generic"]
 Span = tuple[int, int]
