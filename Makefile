@@ -22,6 +22,7 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/python -m shared.migrate --create-database
 	$(BIN)/python -m services.auth keygen
+	$(BIN)/python -m services.mail keygen
 	$(BIN)/honcho start -f Procfile
 
 ## migrate: create schemas and roles, run every service's migrations (idempotent)

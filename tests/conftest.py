@@ -17,12 +17,15 @@ import pytest
 import redis
 
 from services.auth.tokens import generate_private_key_file
+from services.mail.crypto import generate_key
 from shared.migrate import MigrateSettings, migrate
+from tests.gmail_stub import GmailStub
 from tests.support import ROOT, Process, free_port, python, wait_healthy
 
 ADMIN_SERVER = os.environ.get("PAI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 TEST_REDIS_URL = os.environ.get("PAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 ADMIN_PASSWORD = "correct horse battery staple 42"
+FRONTEND_URL = "http://frontend.test/settings/mail"
 
 
 @contextmanager
@@ -65,7 +68,42 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_env(database_url: str, redis_url: str, key_file: Path, tmp_path_factory) -> dict[str, str]:
+def gmail_server() -> Iterator[GmailStub]:
+    """The Gmail/Google OAuth stand-in every mail process of the stack talks to."""
+    with GmailStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def gmail(gmail_server: GmailStub) -> Iterator[GmailStub]:
+    """The shared stand-in; fault knobs go back to normal after the test (mailboxes stay:
+    each test uses its own addresses)."""
+    yield gmail_server
+    with gmail_server.lock:
+        gmail_server.quota_units_per_second = None
+        gmail_server.latency_seconds = 0.0
+        gmail_server.consent_denied = False
+        gmail_server.granted_scopes = None
+        gmail_server._faults.clear()
+
+
+def gmail_settings(stub: GmailStub) -> dict[str, str]:
+    """The mail service's Google settings pointed at the stand-in."""
+    return {
+        "PAI_GOOGLE_CLIENT_ID": stub.client_id,
+        "PAI_GOOGLE_CLIENT_SECRET": stub.client_secret,
+        "PAI_GOOGLE_AUTH_URL": stub.auth_url,
+        "PAI_GOOGLE_TOKEN_URL": stub.token_url,
+        "PAI_GOOGLE_REVOKE_URL": stub.revoke_url,
+        "PAI_GOOGLE_USERINFO_URL": stub.userinfo_url,
+        "PAI_GMAIL_DISCOVERY_URL": stub.discovery_url,
+    }
+
+
+@pytest.fixture(scope="session")
+def base_env(
+    database_url: str, redis_url: str, key_file: Path, gmail_server: GmailStub, tmp_path_factory
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
     env.update(
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
@@ -77,7 +115,11 @@ def base_env(database_url: str, redis_url: str, key_file: Path, tmp_path_factory
         PAI_MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
         PAI_INGEST_STALE_SECONDS="5",
         PAI_RECOVER_INTERVAL_SECONDS="5",
+        PAI_MAIL_TOKEN_KEYS=generate_key(),
+        PAI_FRONTEND_URL=FRONTEND_URL,
+        PAI_GMAIL_BACKOFF_MAX_SECONDS="2",
         HF_HUB_OFFLINE="1",
+        **gmail_settings(gmail_server),
     )
     return env
 
@@ -102,6 +144,7 @@ def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
         **{f"PAI_{name.upper()}_PORT": str(port) for name, port in ports.items()},
         **{f"PAI_{name.upper()}_URL": urls[name] for name in ("auth", "documents", "mail")},
         "PAI_JWKS_URL": f"{urls['auth']}/auth/.well-known/jwks.json",
+        "PAI_OAUTH_REDIRECT_URI": f"{urls['gateway']}/mail/oauth/callback",
     }
     log = tmp_path_factory.mktemp("stack") / "honcho.log"
     process = Process(python("-m", "honcho", "start", "-f", "Procfile"), env, log).start()

@@ -1,14 +1,122 @@
-"""HTTP routes of the mail service."""
+"""HTTP routes of the mail service: thin wrappers over :mod:`services.mail.service`."""
 
-from fastapi import APIRouter
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
 
-from services.mail import service
-from services.mail.schemas import AccountList
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+
+from services.mail.schemas import (
+    AccountList,
+    AccountOut,
+    AccountUpdate,
+    ConnectResponse,
+    EmailOut,
+    EmailPage,
+    SearchResponse,
+    SyncOut,
+)
+from services.mail.service import EmailFilters, MailService
 from shared.deps import CurrentPrincipal
+
+
+def get_service(request: Request) -> MailService:
+    return request.app.state.mail
+
+
+Service = Annotated[MailService, Depends(get_service)]
+EmailType = Literal["business", "personal", "promotional", "transactional", "support", "generic"]
 
 router = APIRouter(prefix="/mail", tags=["mail"])
 
 
+@router.post("/accounts/gmail/connect", response_model=ConnectResponse)
+async def connect_gmail(principal: CurrentPrincipal, service: Service) -> dict:
+    """The Google consent URL to send the browser to (PKCE, offline access, 10-minute state)."""
+    return {"authorization_url": await service.connect(principal.user_id)}
+
+
+@router.get("/oauth/callback", include_in_schema=True, status_code=302)
+async def oauth_callback(
+    service: Service,
+    code: Annotated[str | None, Query(max_length=2048)] = None,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> RedirectResponse:
+    """Public: Google sends the browser here; it is redirected on to the front end."""
+    return RedirectResponse(await service.callback(code, state, error), status_code=302)
+
+
 @router.get("/accounts", response_model=AccountList)
-async def list_accounts(principal: CurrentPrincipal) -> dict:
+async def list_accounts(principal: CurrentPrincipal, service: Service) -> dict:
     return {"items": await service.list_accounts(principal.user_id)}
+
+
+@router.patch("/accounts/{account_id}", response_model=AccountOut)
+async def update_account(
+    account_id: uuid.UUID, body: AccountUpdate, principal: CurrentPrincipal, service: Service
+) -> dict:
+    return await service.update_account(principal.user_id, account_id, body.sync_enabled)
+
+
+@router.delete("/accounts/{account_id}", status_code=204)
+async def delete_account(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Response:
+    await service.delete_account(principal.user_id, account_id)
+    return Response(status_code=204)
+
+
+@router.post("/accounts/{account_id}/sync", status_code=202, response_model=SyncOut)
+async def request_sync(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service):
+    return await service.request_sync(principal.user_id, account_id)
+
+
+@router.get("/accounts/{account_id}/sync", response_model=SyncOut)
+async def sync_status(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service):
+    return await service.last_sync(principal.user_id, account_id)
+
+
+@router.get("/emails", response_model=EmailPage)
+async def list_emails(
+    principal: CurrentPrincipal,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    account_id: uuid.UUID | None = None,
+    type: EmailType | None = None,
+    sender: Annotated[str | None, Query(max_length=320)] = None,
+    label: Annotated[str | None, Query(max_length=100)] = None,
+    is_read: bool | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict:
+    filters = EmailFilters(account_id, type, sender, label, is_read, after, before, q)
+    items, total = await service.list_emails(principal.user_id, filters, limit=limit, offset=offset)
+    return {"items": items, "total": total}
+
+
+@router.get("/emails/{email_id}", response_model=EmailOut)
+async def get_email(email_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> dict:
+    return await service.get_email(principal.user_id, email_id)
+
+
+@router.get("/emails/{email_id}/attachments/{attachment_id}")
+async def get_attachment(
+    email_id: uuid.UUID, attachment_id: uuid.UUID, principal: CurrentPrincipal, service: Service
+) -> FileResponse:
+    attachment, path = await service.attachment(principal.user_id, email_id, attachment_id)
+    return FileResponse(path, media_type=attachment.mime_type, filename=attachment.filename)
+
+
+@router.get("/search", response_model=SearchResponse)
+async def search(
+    principal: CurrentPrincipal,
+    service: Service,
+    q: Annotated[str, Query(min_length=1, max_length=1000)],
+    k: Annotated[int, Query(ge=1, le=50)] = 10,
+    account_id: uuid.UUID | None = None,
+    type: EmailType | None = None,
+) -> dict:
+    results = await service.search(principal.user_id, q, k=k, account_id=account_id, email_type=type)
+    return {"results": results}
