@@ -1,7 +1,7 @@
 """``make env``: write ``.env`` for docker-compose from ``.env.example``, and the JWT signing key.
 
-Every ``change-me`` placeholder in ``.env.example`` becomes a fresh random secret; every other
-value is copied as is. ``.env`` is created with mode 0600 and an existing one is kept unless
+Every ``change-me`` placeholder in ``.env.example`` becomes a fresh random secret (a Fernet
+key for the variables in ``FERNET_KEYS``); every other value is copied as is. ``.env`` is created with mode 0600 and an existing one is kept unless
 ``--force`` is given. The Ed25519 key ``data/keys/jwt_ed25519.pem`` (mounted into the auth
 container as a compose secret) is created by ``python -m services.auth keygen`` if missing.
 
@@ -9,6 +9,7 @@ Usage: ``python infra/make_env.py [--force]`` (paths are relative to the reposit
 """
 
 import argparse
+import base64
 import os
 import secrets
 import subprocess
@@ -20,6 +21,7 @@ EXAMPLE = ROOT / ".env.example"
 ENV_FILE = ROOT / ".env"
 JWT_KEY = Path("data/keys/jwt_ed25519.pem")  # relative to ROOT, as docker-compose.yml expects
 PLACEHOLDER = "change-me"
+FERNET_KEYS = {"MAIL_TOKEN_KEYS"}  # 32 random bytes, url-safe base64, as Fernet reads them
 HOST_IDS = {"HOST_UID": os.getuid, "HOST_GID": os.getgid}
 HEADER = "# Written by `make env` (infra/make_env.py) from .env.example. Secret: keep it 0600.\n"
 
@@ -37,11 +39,17 @@ def render_env(example: str) -> str:
     for line in body.splitlines():
         name, sep, value = line.partition("=")
         if sep and not line.lstrip().startswith("#") and value.strip() == PLACEHOLDER:
-            line = f"{name}={secrets.token_urlsafe(32)}"
+            line = f"{name}={_secret(name)}"
         elif name in HOST_IDS:
             line = f"{name}={HOST_IDS[name]()}"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _secret(name: str) -> str:
+    if name in FERNET_KEYS:
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+    return secrets.token_urlsafe(32)
 
 
 def write_private(path: Path, text: str) -> None:
