@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,11 +146,15 @@ def stack(
     *,
     with_worker: bool,
     keep_logs: bool = False,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | Callable[[dict[str, str]], dict[str, str]] | None = None,
     services: tuple[str, ...] = ("auth", "gateway", "documents"),
 ) -> Iterator[Stack]:
     """Auth, gateway and documents API (and the worker if asked) on a throw-away database, key,
-    Redis db and data dir, with a registered user's token; all removed on exit, Ctrl-C included."""
+    Redis db and data dir, with a registered user's token; all removed on exit, Ctrl-C included.
+
+    ``extra_env`` is added to every process's environment: a dict, or a function of the services'
+    URLs (``{"gateway": "http://127.0.0.1:<port>", ...}``) returning one, for settings that name
+    a service (an OAuth redirect URI on the gateway, say)."""
     workdir = Path(tempfile.mkdtemp(prefix="pai-bench-"))  # key, data dir, service logs
     try:
         with contextlib.ExitStack() as stack:
@@ -172,11 +176,11 @@ def stack(
                 PAI_DATA_DIR=str(workdir / "data"),
                 PAI_AUTH_URL=urls["auth"],
                 PAI_DOCUMENTS_URL=urls["documents"],
-                PAI_MAIL_URL=urls["mail"],  # nothing listens there: not used here
+                PAI_MAIL_URL=urls["mail"],  # listened on only when ``services`` has "mail"
                 PAI_JWKS_URL=f"{urls['auth']}/auth/.well-known/jwks.json",
                 PAI_RATE_LIMIT="100000000/minute",
-                **(extra_env or {}),
             )
+            env.update((extra_env(urls) if callable(extra_env) else extra_env) or {})
             result = Stack(workdir, env, urls, redis_url)
             for name in services:
                 result.processes[name] = stack.enter_context(service(name, ports[name], env, workdir))

@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from shared.embeddings import EmbeddingSettings, create_embedder
 from shared.vectors import EMAIL_CHUNKS, create_vector_store
@@ -237,3 +239,23 @@ async def test_deleting_the_user_purges_their_mail(gateway, new_account, new_adm
         await asyncio.sleep(0.2)
     assert await db.fetchval("SELECT count(*) FROM mail.emails WHERE owner_id = $1", owner) == 0
     assert await vectors.count(owner, EMAIL_CHUNKS) == 0
+
+
+async def test_row_level_security_hides_every_mail_table_without_the_user_context(
+    gateway, new_account, gmail, db, database_url
+):
+    user, _ = await synced_user(gateway, new_account, gmail, db)
+    role_url = make_url(database_url).set(username="pai_mail").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(role_url)
+    try:
+        for table in ("email_accounts", "emails", "email_attachments", "sync_runs", "oauth_sessions"):
+            assert await conn.fetchval(f"SELECT count(*) FROM mail.{table}") == 0, table
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.user_id', $1, true)", user.id)
+            assert await conn.fetchval("SELECT count(*) FROM mail.emails") == 3
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):  # WITH CHECK: no writing as another
+                await conn.execute("UPDATE mail.emails SET owner_id = $1", uuid.uuid4())
+        # The definer-rights helpers are the service's only way past the policies.
+        assert await conn.fetchval("SELECT count(*) FROM mail.claim_oauth_session('no such state')") == 0
+    finally:
+        await conn.close()
