@@ -1,9 +1,10 @@
 """``make env``: write ``.env`` for docker-compose from ``.env.example``, and the JWT signing key.
 
 Every ``change-me`` placeholder in ``.env.example`` becomes a fresh random secret (a Fernet
-key for the variables in ``FERNET_KEYS``); every other value is copied as is. ``.env`` is created with mode 0600 and an existing one is kept unless
-``--force`` is given. The Ed25519 key ``data/keys/jwt_ed25519.pem`` (mounted into the auth
-container as a compose secret) is created by ``python -m services.auth keygen`` if missing.
+key for the variables in ``FERNET_KEYS``); every other value is copied as is. ``.env`` is
+created with mode 0600 and an existing one is kept unless ``--force`` is given. The Ed25519
+key ``data/keys/jwt_ed25519.pem`` (mounted into the auth container as a compose secret) is
+created by ``python -m services.auth keygen`` if missing.
 
 Usage: ``python infra/make_env.py [--force]`` (paths are relative to the repository root).
 """

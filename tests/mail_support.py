@@ -88,3 +88,8 @@ async def wait_indexed(db, account_id: str, timeout: float = 60) -> None:
     ):
         assert time.monotonic() < deadline, "emails were not embedded in time"
         await asyncio.sleep(0.1)
+
+
+async def owned_rows(db, table: str, account: Account) -> int:
+    """How many rows of ``mail.<table>`` belong to the user (read as admin, past RLS)."""
+    return await db.fetchval(f"SELECT count(*) FROM mail.{table} WHERE owner_id = $1", uuid.UUID(account.id))

@@ -10,6 +10,7 @@ from tests.mail_support import (
     follow_callback,
     landing,
     new_address,
+    owned_rows,
     wait_sync,
 )
 
@@ -94,10 +95,7 @@ async def test_access_denied_redirects_with_the_error_and_stores_nothing(gateway
     consent = await consent_redirect(gateway, user)
     query = landing(await follow_callback(consent.headers["location"]))
     assert query == {"mail_error": ["access_denied"]}
-    assert (
-        await db.fetchval("SELECT count(*) FROM mail.email_accounts WHERE owner_id = $1", uuid.UUID(user.id))
-        == 0
-    )
+    assert await owned_rows(db, "email_accounts", user) == 0
 
 
 async def test_reconnecting_the_same_address_updates_one_account(gateway, new_account, gmail, db):
@@ -107,10 +105,7 @@ async def test_reconnecting_the_same_address_updates_one_account(gateway, new_ac
     await wait_sync(gateway, user, first)
     second = await connect(gateway, user, gmail, address)
     assert first == second
-    assert (
-        await db.fetchval("SELECT count(*) FROM mail.email_accounts WHERE owner_id = $1", uuid.UUID(user.id))
-        == 1
-    )
+    assert await owned_rows(db, "email_accounts", user) == 1
 
 
 async def test_patch_and_delete_account(gateway, new_account, gmail, db):
@@ -157,3 +152,16 @@ async def test_patch_and_delete_account(gateway, new_account, gmail, db):
 async def test_connect_needs_a_login(gateway):
     response = await gateway.post("/mail/accounts/gmail/connect")
     assert response.status_code == 401
+
+
+async def test_consent_without_gmail_access_stores_nothing(gateway, new_account, gmail, db):
+    """Google's granular consent lets the user untick Gmail and keep only their address."""
+    user = await new_account()
+    address = new_address()
+    gmail.consent(address, scopes=["openid", "email"])
+    revokes = gmail.counters.calls["revoke"]
+    consent = await consent_redirect(gateway, user)
+    query = landing(await follow_callback(consent.headers["location"]))
+    assert query == {"mail_error": ["gmail_scope_not_granted"]}
+    assert gmail.counters.calls["revoke"] == revokes + 1
+    assert await owned_rows(db, "email_accounts", user) == 0

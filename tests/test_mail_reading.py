@@ -15,7 +15,7 @@ from shared.embeddings import EmbeddingSettings, create_embedder
 from shared.vectors import EMAIL_CHUNKS, create_vector_store
 from tests import files
 from tests.gmail_stub import mime_alternative, mime_plain, mime_with_attachment
-from tests.mail_support import connect, emails, new_address, wait_indexed, wait_sync
+from tests.mail_support import connect, emails, new_address, owned_rows, wait_indexed, wait_sync
 
 PDF = "application/pdf"
 
@@ -219,7 +219,7 @@ async def test_account_delete_leaves_no_rows_files_or_vectors(
     response = await gateway.delete(f"/mail/accounts/{account_id}", headers=user.headers)
     assert response.status_code == 204
     for table in ("email_accounts", "emails", "email_attachments", "sync_runs"):
-        assert await db.fetchval(f"SELECT count(*) FROM mail.{table} WHERE owner_id = $1", owner) == 0, table
+        assert await owned_rows(db, table, user) == 0, table
     assert await vectors.count(owner, EMAIL_CHUNKS) == 0
     assert not any(user_dir.rglob("part-*"))
     again = await gateway.delete(f"/mail/accounts/{account_id}", headers=user.headers)

@@ -31,7 +31,7 @@ from services.mail.models import (
 )
 from services.mail.parsing import attachment_bytes
 from services.mail.queue import enqueue_sync
-from services.mail.settings import MailSettings
+from services.mail.settings import GMAIL_READONLY, MailSettings
 from services.mail.sync import queue_run
 from services.mail.tokens import AccountTokens
 from shared.db import user_session
@@ -113,6 +113,10 @@ class MailService:
             raise ApiError(400, "missing_code", "The callback carries neither a code nor an error")
         try:
             tokens = await self.google.exchange_code(code, self.cipher.decrypt(claimed.code_verifier))
+            if GMAIL_READONLY not in tokens.scopes.split():
+                # Google's granular consent lets the user untick Gmail: nothing to sync then.
+                await self._revoke_quietly(tokens.refresh_token or tokens.access_token)
+                return self._frontend(mail_error="gmail_scope_not_granted")
             address = await self.google.email_address(tokens.access_token)
         except GoogleError as exc:
             log.info("oauth_exchange_failed", status=exc.status)
@@ -175,16 +179,20 @@ class MailService:
         async with self.session(owner_id) as session:
             account = await self._account(session, account_id)
             token = account.refresh_token or account.access_token
-        try:
-            await self.google.revoke(self.cipher.decrypt(token))
-        except (GoogleError, OSError) as exc:
-            log.info("token_revoke_failed", account_id=str(account_id), error=type(exc).__name__)
+        await self._revoke_quietly(self.cipher.decrypt(token))
         async with self.session(owner_id) as session:
             await delete_account_mail(
                 session, self.store, owner_id, account_id, self.settings.attachments_dir
             )
             await session.execute(delete(EmailAccount).where(EmailAccount.id == account_id))
             await session.commit()
+
+    async def _revoke_quietly(self, token: str) -> None:
+        """Revoke the grant at Google; best effort: our copy is deleted either way."""
+        try:
+            await self.google.revoke(token)
+        except (GoogleError, OSError) as exc:
+            log.info("token_revoke_failed", error=type(exc).__name__)
 
     @staticmethod
     async def _account(session: AsyncSession, account_id: uuid.UUID) -> EmailAccount:
