@@ -49,11 +49,12 @@ test: lint
 	docker-compose -f docker-compose.yml --env-file .env.example config -q
 	$(BIN)/pytest
 
-## bench: every benchmark (gateway overhead, ingestion vs the raw model, search latency)
+## bench: every benchmark (gateway overhead, ingestion vs the raw model, search latency, Gmail sync vs quota)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/mail_sync.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python

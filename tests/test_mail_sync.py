@@ -11,7 +11,7 @@ from services.mail.google import Google
 from services.mail.settings import MailSettings
 from services.mail.tokens import AccountTokens
 from shared.db import create_engine, session_factory
-from tests.gmail_stub import mime_broken_boundary, mime_plain
+from tests.gmail_stub import mime_broken_boundary, mime_plain, mime_with_attachment
 from tests.mail_support import connect, emails, new_address, sync_now, wait_sync
 
 
@@ -113,6 +113,33 @@ async def test_expired_access_token_is_refreshed_once_and_saved(gateway, new_acc
         "SELECT access_token FROM mail.email_accounts WHERE id = $1", uuid.UUID(account_id)
     )
     assert fresh != stored and fresh.startswith("gAAAA")
+
+
+async def test_a_sync_and_a_download_refused_together_refresh_once(gateway, new_account, gmail):
+    """The worker's sync and the API's attachment download both hold the refused token."""
+    user = await new_account()
+    address = new_address()
+    image = b"\x89PNG\r\n\x1a\n" + b"\x01" * 32
+    gmail.add_message(address, mime_with_attachment([("pixel.png", image, "image/png")], subject="pixel"))
+    account_id = await connect(gateway, user, gmail, address)
+    first = await wait_sync(gateway, user, account_id)
+    item = (await emails(gateway, user))["items"][0]
+    detail = (await gateway.get(f"/mail/emails/{item['id']}", headers=user.headers)).json()
+    attachment = detail["attachments"][0]
+    for n in range(5):
+        gmail.add_message(address, mime_plain(f"later {n}"))
+
+    gmail.expire_access_tokens()
+    gmail.latency_seconds = 1.0  # both are still waiting for Gmail's 401 when the other starts
+    refreshes = gmail.counters.refresh_grants[address]
+    started, download = await asyncio.gather(
+        gateway.post(f"/mail/accounts/{account_id}/sync", headers=user.headers),
+        gateway.get(f"/mail/emails/{item['id']}/attachments/{attachment['id']}", headers=user.headers),
+    )
+    assert started.status_code == 202 and download.status_code == 200 and download.content == image
+    gmail.latency_seconds = 0.0
+    assert (await wait_sync(gateway, user, account_id, after=first["id"]))["state"] == "succeeded"
+    assert gmail.counters.refresh_grants[address] == refreshes + 1
 
 
 async def test_concurrent_jobs_refresh_the_token_once(gateway, new_account, gmail, stack, redis_url):
