@@ -7,8 +7,10 @@ import uuid
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiogoogle.excs import HTTPError
 
+from services.mail.crypto import generate_key
 from services.mail.google import (
     AccessTokenRejected,
     Google,
@@ -125,3 +127,14 @@ def test_authorization_url_carries_pkce_and_an_encoded_redirect():
     digest = hashlib.sha256(pkce.verifier.encode()).digest()
     assert query["code_challenge"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     assert 43 <= len(pkce.verifier) <= 128
+
+
+def test_no_token_key_means_no_start(tmp_path):
+    settings = MailSettings(_env_file=None, mail_token_keys=None, mail_token_keys_file=tmp_path / "missing")
+    with pytest.raises(RuntimeError, match="keygen"):
+        settings.token_cipher()
+    (tmp_path / "keys").write_text(generate_key() + "\n")
+    cipher = MailSettings(
+        _env_file=None, mail_token_keys=None, mail_token_keys_file=tmp_path / "keys"
+    ).token_cipher()
+    assert cipher.decrypt(cipher.encrypt("ya29.token")) == "ya29.token"
