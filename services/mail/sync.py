@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.mail.crypto import TokenDecryptionError
 from services.mail.google import GmailSession, Google, GoogleError, HistoryExpired, InvalidGrant
 from services.mail.mailbox import (
     FetchedMessage,
@@ -112,6 +113,8 @@ class Syncer:
             return "gone"
         except InvalidGrant:
             error, needs_reauth = "Google access was revoked or expired: connect the account again", True
+        except TokenDecryptionError:  # its key was dropped from PAI_MAIL_TOKEN_KEYS too early
+            error, needs_reauth = "Stored tokens cannot be decrypted: connect the account again", True
         except GoogleError as exc:
             error = str(exc)
         except Exception as exc:  # recorded on the run, then the job fails visibly in the logs
@@ -126,8 +129,7 @@ class Syncer:
             if new_history_id is not None and error is None:
                 account.history_id = new_history_id
             await self._finish(session, run, account, error=error, needs_reauth=needs_reauth)
-        if error is None:
-            await self.on_stored(account_id, owner_id)
+        await self.on_stored(account_id, owner_id)  # a failed run may have stored some mail too
         return SyncState.FAILED if error else SyncState.SUCCEEDED
 
     async def _finish(
