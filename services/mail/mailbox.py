@@ -11,7 +11,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.mail.classification import classify
 from services.mail.models import Email, EmailAttachment
 from services.mail.parsing import Address, ParsedMessage, attachment_bytes
 from shared.models import utcnow
@@ -32,6 +31,7 @@ class FetchedMessage:
     raw: bytes
     snippet: str
     parsed: ParsedMessage
+    email_type: str
 
 
 def email_dir(root: Path, owner_id: uuid.UUID, email_id: uuid.UUID) -> Path:
@@ -81,7 +81,7 @@ async def upsert_messages(
                 "cc_addresses": _addresses(parsed.cc),
                 "bcc_addresses": _addresses(parsed.bcc),
                 "sent_at": parsed.sent_at,
-                "email_type": classify(parsed, message.label_ids),
+                "email_type": message.email_type,
                 "snippet": message.snippet,
                 "body_text": parsed.body_text,
                 "size": parsed.size,

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.mail.classification import classify
 from services.mail.crypto import TokenDecryptionError
 from services.mail.google import GmailSession, Google, GoogleError, HistoryExpired, InvalidGrant
 from services.mail.mailbox import (
@@ -269,38 +270,60 @@ class Syncer:
         gmail_ids: list[str],
         offset: int,
     ) -> None:
-        """Fetch with bounded concurrency (the limiter keeps the quota), store in batches."""
-        semaphore = asyncio.Semaphore(self.settings.sync_concurrency)
+        """``sync_concurrency`` fetchers keep Gmail busy (the limiter keeps the quota) while
+        this task stores what they bring in batches; the bounded queue holds them back when
+        storing falls behind, so memory stays flat on a large mailbox."""
+        todo: asyncio.Queue[str] = asyncio.Queue()
+        for gmail_id in gmail_ids:
+            todo.put_nowait(gmail_id)
+        fetched: asyncio.Queue[FetchedMessage | None] = asyncio.Queue(maxsize=2 * BATCH)
 
-        async def fetch(gmail_id: str) -> FetchedMessage | None:
-            async with semaphore:
+        async def fetcher() -> None:
+            while not todo.empty():
+                gmail_id = todo.get_nowait()
                 try:
                     body = await gmail.call("messages.get", id=gmail_id, format="raw")
                 except GoogleError as exc:
-                    if exc.status == 404:  # deleted since it was listed
-                        return None
-                    raise
-            return await anyio.to_thread.run_sync(_parse, body)
+                    if exc.status != 404:
+                        raise
+                    await fetched.put(None)  # deleted since it was listed
+                    continue
+                await fetched.put(await anyio.to_thread.run_sync(_parse, body))
 
-        processed = offset
-        for start in range(0, len(gmail_ids), BATCH):
-            part = gmail_ids[start : start + BATCH]
-            fetched = [m for m in await asyncio.gather(*(fetch(i) for i in part)) if m is not None]
-            fetched = [m for m in fetched if not HIDDEN_LABELS & set(m.label_ids)]
-            async with self.session(owner_id) as session:
-                if await session.get(EmailAccount, account_id) is None:
-                    raise AccountGone(str(account_id))
-                await upsert_messages(
-                    session,
-                    owner_id,
-                    account_id,
-                    fetched,
-                    self.settings.attachments_dir,
-                    self.settings.attachment_index_max_bytes,
-                )
-                await session.commit()
-            processed += len(part)
-            await self._progress(owner_id, run_id, processed=processed)
+        async def store() -> None:
+            processed, batch = offset, []
+            for left in range(len(gmail_ids) - 1, -1, -1):
+                message = await fetched.get()
+                if message is not None and not HIDDEN_LABELS & set(message.label_ids):
+                    batch.append(message)
+                processed += 1
+                if (processed - offset) % BATCH == 0 or left == 0:
+                    if batch:
+                        await self._store(owner_id, account_id, batch)
+                    await self._progress(owner_id, run_id, processed=processed)
+                    batch = []
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.settings.sync_concurrency, len(gmail_ids))):
+                    group.create_task(fetcher())
+                group.create_task(store())
+        except BaseExceptionGroup as failed:  # the first error is the run's error
+            raise _first(failed) from None
+
+    async def _store(self, owner_id: uuid.UUID, account_id: uuid.UUID, batch: list[FetchedMessage]) -> None:
+        async with self.session(owner_id) as session:
+            if await session.get(EmailAccount, account_id) is None:
+                raise AccountGone(str(account_id))
+            await upsert_messages(
+                session,
+                owner_id,
+                account_id,
+                list({m.gmail_id: m for m in batch}.values()),
+                self.settings.attachments_dir,
+                self.settings.attachment_index_max_bytes,
+            )
+            await session.commit()
 
     async def _relabel(
         self,
@@ -372,17 +395,26 @@ def _apply(changes: Changes, record: dict[str, Any]) -> None:
                 changes.labels[message["id"]] = labels
 
 
+def _first(group: BaseExceptionGroup) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
+
+
 def _parse(body: dict[str, Any]) -> FetchedMessage:
+    """Decode, parse and classify one ``format=raw`` answer (CPU work: run in a thread)."""
     raw = base64.urlsafe_b64decode(body.get("raw", "") + "=" * (-len(body.get("raw", "")) % 4))
     internal = body.get("internalDate")
     received = datetime.fromtimestamp(int(internal) / 1000, UTC) if internal else None
+    labels = list(body.get("labelIds", []))
+    parsed = parse_message(raw, internal_date=received)
     return FetchedMessage(
         gmail_id=body["id"],
         thread_id=body.get("threadId") or body["id"],
-        label_ids=list(body.get("labelIds", [])),
+        label_ids=labels,
         raw=raw,
         snippet=body.get("snippet", ""),
-        parsed=parse_message(raw, internal_date=received),
+        parsed=parsed,
+        email_type=classify(parsed, labels),
     )
 
 

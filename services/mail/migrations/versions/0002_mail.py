@@ -177,7 +177,12 @@ def upgrade() -> None:
         "accounts_needing_index()",
         "TABLE (account_id uuid, owner_id uuid)",
         "STABLE",
-        f"SELECT DISTINCT e.account_id, e.owner_id FROM {S}.emails e WHERE e.indexed_at IS NULL",
+        # An account still syncing is left alone: its sync enqueues the embedding when done.
+        f"""
+        SELECT DISTINCT e.account_id, e.owner_id FROM {S}.emails e
+        WHERE e.indexed_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM {S}.sync_runs r WHERE r.account_id = e.account_id AND r.{ACTIVE_RUN})
+        """,
     )
 
 
