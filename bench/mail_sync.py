@@ -17,6 +17,9 @@ What it measures
       of the stand-in's throughput the whole sync reaches. It runs ``--raw-passes`` times (2),
       the fastest is the baseline, while no worker runs. Its per-request latencies are the
       per-message fetch latency reported (the sync's own are not observable from outside).
+      The raw client is one Python process too: on a small machine it uses a whole core, so
+      the raw figure is a lower bound of what the stand-in serves (its own CPU per message is
+      printed with the CPU table).
     * ``(b) quota`` -- the same with another fresh user and address, the worker at its default
       pacing and the stand-in enforcing ``--quota`` units/s (250, Gmail's per-user limit; 429
       with Retry-After beyond it). The baseline is the quota ceiling: 250 units/s divided by
@@ -25,9 +28,15 @@ What it measures
       achieved / 250 is printed too; over the same window it is the same ratio.
     * ``embedding`` -- after each sync the worker embeds the stored mail (``indexed_at`` set in
       ``mail.emails``). Reported separately: from the sync's ``finished_at`` to the last
-      ``indexed_at`` of the account, and emails/s over that span. The worker's cron
-      (``schedule_and_recover``, once a minute) may start embedding while the sync still runs;
-      how many emails were embedded before the sync finished is printed.
+      ``indexed_at`` of the account, and emails/s over that span; and, as its baseline, the
+      model alone in this process on a sample of the same chunk texts (made with the mail
+      service's own parsing and chunking), once the workers are gone. The worker's cron
+      (``schedule_and_recover``, at second 0 of every minute) also queues the embedding of any
+      account with mail not yet embedded, so embedding can start while a sync still runs, on
+      the same cores. Each sync is therefore started 1 s after a minute tick: a sync shorter
+      than ~59 s runs alone, a longer one has the embedding beside it from the next tick on.
+      How many emails were embedded before the sync finished is printed (``--no-align``
+      connects at once, wherever the minute is).
     * ``progress intervals`` -- the worker stores messages in batches of 50 and updates the
       run's ``processed`` and ``updated_at`` after each; the bench reads the row every 50 ms
       over an admin connection. p50/p95 of the seconds per 50-message batch are computed from
@@ -102,6 +111,7 @@ QUICK_MESSAGES = 300
 SYNC_CONCURRENCY = 10  # PAI_SYNC_CONCURRENCY's default; the raw client uses the same
 SYNC_BATCH = 50  # services/mail/sync.py BATCH: messages stored per transaction and progress update
 UNPACED = 1_000_000.0
+CRON_MARGIN = 1.0  # seconds after the worker's cron tick (second 0 of every minute) a sync starts
 MODEL_SAMPLE = 640  # chunks, about 27 s on 2 cores
 QUICK_MODEL_SAMPLE = 192
 WORKER_READY_TIMEOUT = 120.0
@@ -124,6 +134,7 @@ class Options:
     seed: int
     timeout: float
     embed_timeout: float
+    align: bool
     keep_logs: bool
 
 
@@ -162,6 +173,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--embed-timeout", type=float, default=1800.0, help="give up waiting for embedding after (1800 s)"
     )
+    parser.add_argument(
+        "--no-align",
+        action="store_true",
+        help="connect at once, not 1 s after the worker cron's minute tick (it may then start "
+        "embedding sooner, during the sync)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs and print where")
     args = parser.parse_args(argv)
     messages = args.messages or (QUICK_MESSAGES if args.quick else DEFAULT_MESSAGES)
@@ -186,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         args.seed,
         args.timeout,
         args.embed_timeout,
+        not args.no_align,
         args.keep_logs,
     )
 
@@ -485,6 +503,13 @@ async def watch_embedding(
         await asyncio.sleep(EMBED_POLL)
 
 
+def seconds_to_cron_gap() -> float:
+    """How long until ``CRON_MARGIN`` seconds after the worker's next once-a-minute cron tick
+    (``schedule_and_recover`` runs at second 0 of every minute, by the wall clock)."""
+    into_minute = time.time() % 60
+    return CRON_MARGIN - into_minute if into_minute < CRON_MARGIN else 60 - into_minute + CRON_MARGIN
+
+
 def _counters(stub: GmailStub) -> tuple[Counter[str], int]:
     with stub.lock:
         return Counter(stub.counters.calls), stub.counters.rate_limited
@@ -502,6 +527,8 @@ async def _sync(env: Stack, stub: GmailStub, result: SyncResult, worker: Process
     calls_before, limited_before = _counters(stub)
     db = await asyncpg.connect(admin_url(env))
     try:
+        if options.align:
+            await asyncio.sleep(seconds_to_cron_gap())
         meter.start()
         window = time.monotonic()
         account_id = await connect_gmail(env, stub, token, result.address)
@@ -874,11 +901,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `kill` as on Ctrl-C
     describe_machine("mail sync benchmark: Gmail full sync through the gateway and the mail worker")
     pacing = "off" if options.a_units_per_second >= UNPACED else f"{options.a_units_per_second:g} units/s"
+    timing = "syncs start 1 s after the worker cron's minute tick" if options.align else "syncs start at once"
     print(
         f"settings: {options.messages} messages per run, sync concurrency {SYNC_CONCURRENCY}, (a) no quota "
         f"and worker pacing {pacing}, (b) quota {options.quota:g} units/s and the default pacing "
-        f"(240 units/s), raw passes {options.raw_passes}, seed {options.seed}, log level WARNING, "
-        f"redis {REDIS_URL}",
+        f"(240 units/s), raw passes {options.raw_passes}, model sample {options.model_sample} chunks, "
+        f"{timing}, "
+        f"seed {options.seed}, log level WARNING, redis {REDIS_URL}",
         flush=True,
     )
     items = build_mailbox(options.messages, options.seed)
