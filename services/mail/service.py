@@ -38,7 +38,7 @@ from shared.db import user_session
 from shared.embeddings import Embedder
 from shared.errors import ApiError
 from shared.models import utcnow
-from shared.vectors import EMAIL_CHUNKS, EmbeddingModelMismatch, VectorStore
+from shared.vectors import EMAIL_CHUNKS, EmbeddingModelMismatch, SearchHit, VectorStore
 
 ACCOUNT_NOT_FOUND = ApiError(404, "not_found", "Mail account not found")
 EMAIL_NOT_FOUND = ApiError(404, "not_found", "Email not found")
@@ -368,7 +368,7 @@ class MailService:
             )
         except EmbeddingModelMismatch as exc:
             raise ApiError(409, "reindex_required", str(exc)) from None
-        best: dict[uuid.UUID, object] = {}
+        best: dict[uuid.UUID, SearchHit] = {}
         for hit in hits:
             best.setdefault(uuid.UUID(str(hit.properties["email_id"])), hit)
         ids = list(best)[:k]
@@ -383,15 +383,15 @@ class MailService:
             email, hit = emails.get(email_id), best[email_id]
             if email is None:  # deleted since it was embedded
                 continue
-            attachment = hit.properties.get("attachment_id")  # type: ignore[attr-defined]
+            attachment = hit.properties.get("attachment_id")
             results.append(
                 {
                     "email_id": email_id,
                     "subject": email.subject,
                     "sender": email.sender_address,
                     "sent_at": email.sent_at,
-                    "snippet": _snippet(str(hit.properties.get("text", ""))),  # type: ignore[attr-defined]
-                    "score": hit.score,  # type: ignore[attr-defined]
+                    "snippet": _snippet(str(hit.properties.get("text", ""))),
+                    "score": hit.score,
                     "attachment_id": uuid.UUID(attachment) if attachment else None,
                 }
             )
