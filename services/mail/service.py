@@ -16,6 +16,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import delete, exists, func, or_, select, text
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.mail.crypto import TokenCipher
@@ -139,7 +140,8 @@ class MailService:
             await self._enqueue_sync(run_id, owner_id)
         return self._frontend(mail_connected=address, account_id=str(account_id))
 
-    async def _claim(self, state: str):
+    async def _claim(self, state: str) -> Row | None:
+        """Mark the consent attempt used and return it (once); None for an unknown state."""
         async with self.sessions() as session:
             row = (
                 await session.execute(
