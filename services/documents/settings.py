@@ -1,5 +1,5 @@
 """Settings of the documents service and its worker (all ``PAI_``-prefixed, except the
-Weaviate pair, named as the vector-store contract tests and compose name them)."""
+Weaviate pair of :class:`VectorSettings`)."""
 
 from functools import lru_cache
 from pathlib import Path
@@ -7,15 +7,14 @@ from pathlib import Path
 from pydantic import Field
 
 from shared.config import service_database_url
-from shared.embeddings import EmbeddingSettings
 from shared.text.chunking import ChunkSizes
+from shared.vectors import VectorSettings
 
 
-class DocumentsSettings(EmbeddingSettings):
+class DocumentsSettings(VectorSettings):
     documents_database_url: str | None = Field(None, validation_alias="PAI_DOCUMENTS_DATABASE_URL")
 
-    # Uploads live in <data_dir>/uploads/<user>/<document>/, LanceDB in <data_dir>/vectors.
-    data_dir: Path = Path("data")
+    # Uploads live in <data_dir>/uploads/<user>/<document>/ (data_dir: see VectorSettings).
     max_upload_bytes: int = 50 * 1024 * 1024
 
     # Chunk sizes in characters, per category.
@@ -34,9 +33,6 @@ class DocumentsSettings(EmbeddingSettings):
     ingest_max_attempts: int = 3
     # How often the worker compacts the embedded vector store.
     vector_optimize_minutes: int = 30
-
-    weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
-    weaviate_api_key: str | None = Field(None, validation_alias="WEAVIATE_API_KEY")
 
     @property
     def service_database_url(self) -> str:

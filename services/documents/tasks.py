@@ -14,7 +14,7 @@ from shared.embeddings import create_embedder
 from shared.logging import configure_logging
 from shared.redis import arq_settings
 from shared.tasks import PURGE_USER_JOB, QUEUES, report_purge_finished
-from shared.vectors import create_vector_store
+from shared.vectors import open_vector_store
 
 settings = get_settings()
 
@@ -57,13 +57,7 @@ async def startup(ctx: dict) -> None:
     ctx["engine"] = create_engine(settings.service_database_url, pool_size=4)
     ctx["sessions"] = session_factory(ctx["engine"])
     embedder = create_embedder(settings)
-    ctx["store"] = create_vector_store(
-        data_dir=settings.data_dir,
-        model=embedder.model_name,
-        dimension=embedder.dimension,
-        weaviate_url=settings.weaviate_url,
-        weaviate_api_key=settings.weaviate_api_key,
-    )
+    ctx["store"] = open_vector_store(settings, embedder)
     ctx["ingestor"] = Ingestor(settings, ctx["sessions"], ctx["store"], embedder)
 
 

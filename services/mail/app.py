@@ -13,7 +13,7 @@ from shared.app import build_app, database_and_redis_checks, service_resources
 from shared.embeddings import create_embedder
 from shared.logging import configure_logging
 from shared.redis import create_arq_pool
-from shared.vectors import create_vector_store
+from shared.vectors import open_vector_store
 
 
 def create_app(settings: MailSettings | None = None) -> FastAPI:
@@ -25,13 +25,7 @@ def create_app(settings: MailSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         async with service_resources(app, settings, settings.service_database_url):
             embedder = create_embedder(settings)  # one model per process, loaded here
-            store = create_vector_store(
-                data_dir=settings.data_dir,
-                model=embedder.model_name,
-                dimension=embedder.dimension,
-                weaviate_url=settings.weaviate_url,
-                weaviate_api_key=settings.weaviate_api_key,
-            )
+            store = open_vector_store(settings, embedder)
             arq = await create_arq_pool(settings.redis_url)
             google = Google(settings)
             tokens = AccountTokens(app.state.session_factory, app.state.redis, cipher, google)

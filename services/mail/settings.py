@@ -1,5 +1,5 @@
-"""Settings of the mail service and its worker (``PAI_``-prefixed, except the Weaviate pair,
-named as the documents service and compose name them)."""
+"""Settings of the mail service and its worker (``PAI_``-prefixed, except the Weaviate pair
+of :class:`VectorSettings`)."""
 
 from functools import lru_cache
 from pathlib import Path
@@ -8,16 +8,15 @@ from pydantic import Field, SecretStr
 
 from services.mail.crypto import TokenCipher, parse_keys
 from shared.config import service_database_url
-from shared.embeddings import EmbeddingSettings
+from shared.vectors import VectorSettings
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 
 
-class MailSettings(EmbeddingSettings):
+class MailSettings(VectorSettings):
     mail_database_url: str | None = Field(None, validation_alias="PAI_MAIL_DATABASE_URL")
 
-    # Attachments live in <data_dir>/mail/<user>/<email>/, LanceDB in <data_dir>/vectors.
-    data_dir: Path = Path("data")
+    # Attachments live in <data_dir>/mail/<user>/<email>/ (data_dir: see VectorSettings).
 
     # Google OAuth client (console.cloud.google.com → Credentials). Connecting an account
     # answers 503 until both are set.
@@ -63,9 +62,6 @@ class MailSettings(EmbeddingSettings):
     attachment_index_max_bytes: int = 10 * 1024 * 1024
     chunk_chars: int = 800
     chunk_overlap_chars: int = 100
-
-    weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
-    weaviate_api_key: str | None = Field(None, validation_alias="WEAVIATE_API_KEY")
 
     @property
     def service_database_url(self) -> str:

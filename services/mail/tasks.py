@@ -18,7 +18,7 @@ from shared.embeddings import create_embedder
 from shared.logging import configure_logging
 from shared.redis import arq_settings, create_redis
 from shared.tasks import PURGE_USER_JOB, QUEUES, report_purge_finished
-from shared.vectors import create_vector_store
+from shared.vectors import open_vector_store
 
 settings = get_settings()
 
@@ -75,13 +75,7 @@ async def startup(ctx: dict) -> None:
     ctx["sessions"] = session_factory(ctx["engine"])
     ctx["plain_redis"] = create_redis(settings.redis_url)
     embedder = create_embedder(settings)
-    ctx["store"] = create_vector_store(
-        data_dir=settings.data_dir,
-        model=embedder.model_name,
-        dimension=embedder.dimension,
-        weaviate_url=settings.weaviate_url,
-        weaviate_api_key=settings.weaviate_api_key,
-    )
+    ctx["store"] = open_vector_store(settings, embedder)
     google = Google(settings)
     tokens = AccountTokens(ctx["sessions"], ctx["plain_redis"], settings.token_cipher(), google)
 

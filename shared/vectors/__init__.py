@@ -11,7 +11,7 @@ from shared.vectors.base import (
     VectorStore,
     Where,
 )
-from shared.vectors.factory import create_vector_store
+from shared.vectors.factory import VectorSettings, create_vector_store, open_vector_store
 
 __all__ = [
     "DOCUMENT_CHUNKS",
@@ -21,7 +21,9 @@ __all__ = [
     "EmbeddingModelMismatch",
     "SearchHit",
     "VectorChunk",
+    "VectorSettings",
     "VectorStore",
     "Where",
     "create_vector_store",
+    "open_vector_store",
 ]

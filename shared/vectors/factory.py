@@ -2,7 +2,31 @@
 
 from pathlib import Path
 
+from pydantic import Field
+
+from shared.embeddings import Embedder, EmbeddingSettings
 from shared.vectors.base import VectorStore
+
+
+class VectorSettings(EmbeddingSettings):
+    """Settings of a service that embeds and stores vectors (documents, mail). The Weaviate
+    pair is named as compose and the vector-store contract tests name it (no ``PAI_``)."""
+
+    # Files of the service under <data_dir>/..., the embedded LanceDB store in <data_dir>/vectors.
+    data_dir: Path = Path("data")
+    weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")
+    weaviate_api_key: str | None = Field(None, validation_alias="WEAVIATE_API_KEY")
+
+
+def open_vector_store(settings: VectorSettings, embedder: Embedder) -> VectorStore:
+    """The store for ``embedder``'s vectors, as the settings choose it."""
+    return create_vector_store(
+        data_dir=settings.data_dir,
+        model=embedder.model_name,
+        dimension=embedder.dimension,
+        weaviate_url=settings.weaviate_url,
+        weaviate_api_key=settings.weaviate_api_key,
+    )
 
 
 def create_vector_store(
