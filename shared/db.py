@@ -51,3 +51,8 @@ def user_session(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID) 
         )
 
     return session
+
+
+def like_pattern(text: str) -> str:
+    """``text`` as a substring pattern for LIKE/ILIKE, its wildcards taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

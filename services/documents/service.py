@@ -23,20 +23,17 @@ from services.documents.storage import (
     receive_upload,
     remove_tree,
 )
-from shared.db import user_session
+from shared.db import like_pattern, user_session
 from shared.embeddings import Embedder
 from shared.errors import ApiError
 from shared.models import utcnow
+from shared.text.chunking import snippet
 from shared.text.extraction import detect_type
 from shared.vectors import DOCUMENT_CHUNKS, EmbeddingModelMismatch, VectorStore
 
 NOT_FOUND = ApiError(404, "not_found", "Document not found")
 MAX_DESCRIPTION = 4000
 log = structlog.get_logger(__name__)
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _live(query):
@@ -127,7 +124,7 @@ class DocumentsService:
     ) -> tuple[list[Document], int]:
         query = _live(select(Document))
         if q:
-            pattern = _like(q)
+            pattern = like_pattern(q)
             query = query.where(
                 or_(
                     Document.title.ilike(pattern),
@@ -216,14 +213,9 @@ class DocumentsService:
                 "title": titles[doc_id],
                 "chunk_index": hit.properties["chunk_index"],
                 "page": hit.properties.get("page"),
-                "snippet": _snippet(str(hit.properties.get("text", ""))),
+                "snippet": snippet(str(hit.properties.get("text", ""))),
                 "score": hit.score,
             }
             for hit in hits
             if (doc_id := uuid.UUID(str(hit.properties["document_id"]))) in titles
         ]
-
-
-def _snippet(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

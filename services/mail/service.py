@@ -35,20 +35,17 @@ from services.mail.queue import enqueue_sync
 from services.mail.settings import GMAIL_READONLY, MailSettings
 from services.mail.sync import queue_run
 from services.mail.tokens import AccountTokens
-from shared.db import user_session
+from shared.db import like_pattern, user_session
 from shared.embeddings import Embedder
 from shared.errors import ApiError
 from shared.models import utcnow
+from shared.text.chunking import snippet
 from shared.vectors import EMAIL_CHUNKS, EmbeddingModelMismatch, SearchHit, VectorStore
 
 ACCOUNT_NOT_FOUND = ApiError(404, "not_found", "Mail account not found")
 EMAIL_NOT_FOUND = ApiError(404, "not_found", "Email not found")
 ATTACHMENT_NOT_FOUND = ApiError(404, "not_found", "Attachment not found")
 log = structlog.get_logger(__name__)
-
-
-def _like(value: str) -> str:
-    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def state_hash(state: str) -> str:
@@ -248,7 +245,7 @@ class MailService:
         if filters.type:
             query = query.where(Email.email_type == filters.type)
         if filters.sender:
-            pattern = _like(filters.sender)
+            pattern = like_pattern(filters.sender)
             query = query.where(or_(Email.sender_address.ilike(pattern), Email.sender_name.ilike(pattern)))
         if filters.label:
             query = query.where(Email.labels.contains([filters.label]))
@@ -259,7 +256,7 @@ class MailService:
         if filters.before:
             query = query.where(Email.sent_at < filters.before)
         if filters.q:
-            pattern = _like(filters.q)
+            pattern = like_pattern(filters.q)
             query = query.where(
                 or_(
                     Email.subject.ilike(pattern),
@@ -392,7 +389,7 @@ class MailService:
                     "subject": email.subject,
                     "sender": email.sender_address,
                     "sent_at": email.sent_at,
-                    "snippet": _snippet(str(hit.properties.get("text", ""))),
+                    "snippet": snippet(str(hit.properties.get("text", ""))),
                     "score": hit.score,
                     "attachment_id": uuid.UUID(attachment) if attachment else None,
                 }
@@ -424,8 +421,3 @@ def _summary(email: Email, has_attachments: bool) -> dict:
         "has_attachments": has_attachments,
         "labels": email.labels or [],
     }
-
-
-def _snippet(value: str, limit: int = 300) -> str:
-    value = " ".join(value.split())
-    return value if len(value) <= limit else value[: limit - 1].rsplit(" ", 1)[0] + "…"

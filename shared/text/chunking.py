@@ -233,3 +233,9 @@ def _split_lines(text: str, span: Span) -> Iterator[Span]:
 
 def _split_words(text: str, span: Span) -> Iterator[Span]:
     return _split_at(text, span, (m.start() for m in _WHITESPACE.finditer(text, span[0], span[1])))
+
+
+def snippet(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
