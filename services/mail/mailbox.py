@@ -1,9 +1,11 @@
 """Writing a user's stored mail: upserting fetched messages, label changes and deletions,
 with their attachment files and vectors. Used by the sync and by account removal."""
 
+import base64
+import secrets
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +110,7 @@ async def upsert_messages(
             stored = info.mime_type in INDEXABLE_TYPES and 0 < info.size <= attachment_limit
             if stored:
                 path = attachment_path(files_root, owner_id, email_id, info.part_index)
-                _write(path, attachment_bytes(message.raw, info.part_index))
+                write_file(path, attachment_bytes(message.raw, info.part_index))
             attachments.append(
                 {
                     "id": uuid.uuid4(),
@@ -140,11 +142,18 @@ def _skip_reason(mime_type: str, size: int, limit: int) -> str:
     return "empty" if size == 0 else f"larger than {limit} bytes"
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write whole or not at all: a reader never sees half a file, two writers never collide."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
     partial.write_bytes(data)
     partial.replace(path)
+
+
+def decode_raw(body: dict) -> bytes:
+    """The RFC 822 bytes of a ``messages.get?format=raw`` answer (base64url, padding optional)."""
+    raw = body.get("raw", "")
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
 
 
 async def update_labels(
@@ -161,8 +170,14 @@ async def update_labels(
     return changed
 
 
-async def stored_gmail_ids(session: AsyncSession, account_id: uuid.UUID) -> set[str]:
-    return set((await session.scalars(select(Email.gmail_id).where(Email.account_id == account_id))).all())
+async def stored_gmail_ids(
+    session: AsyncSession, account_id: uuid.UUID, among: Collection[str] | None = None
+) -> set[str]:
+    """Gmail ids the account has stored: all of them, or those of ``among`` only."""
+    query = select(Email.gmail_id).where(Email.account_id == account_id)
+    if among is not None:
+        query = query.where(Email.gmail_id.in_(list(among)))
+    return set((await session.scalars(query)).all())
 
 
 async def delete_messages(

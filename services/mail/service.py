@@ -2,7 +2,6 @@
 and searching mail, always as the calling user (row-level security in Postgres, the user's own
 tenant in the vector store). Another user's ids look exactly like missing ones: 404."""
 
-import base64
 import hashlib
 import secrets
 import shutil
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.mail.crypto import TokenCipher
 from services.mail.google import Google, GoogleError, InvalidGrant, Pkce
-from services.mail.mailbox import attachment_path, delete_account_mail
+from services.mail.mailbox import attachment_path, decode_raw, delete_account_mail, write_file
 from services.mail.models import (
     AccountStatus,
     Email,
@@ -319,23 +318,14 @@ class MailService:
         attachment, gmail_id, account_id = found
         path = attachment_path(self.settings.attachments_dir, owner_id, email_id, attachment.part_index)
         if not path.exists():
-            data = await self._download(owner_id, account_id, gmail_id, attachment.part_index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
-            partial.write_bytes(data)
-            partial.replace(path)
+            write_file(path, await self._download(owner_id, account_id, gmail_id, attachment.part_index))
         return attachment, path
 
     async def _download(
         self, owner_id: uuid.UUID, account_id: uuid.UUID, gmail_id: str, part_index: int
     ) -> bytes:
         try:
-            access = await self.tokens.access_token(owner_id, account_id)
-
-            async def refresh(rejected: str) -> str:
-                return await self.tokens.refresh(owner_id, account_id, rejected)
-
-            async with self.google.session(access, refresh) as gmail:
+            async with await self.tokens.gmail(owner_id, account_id) as gmail:
                 body = await gmail.call("messages.get", id=gmail_id, format="raw")
         except InvalidGrant:
             raise ApiError(409, "needs_reauth", "Connect the account again to download attachments") from None
@@ -343,9 +333,8 @@ class MailService:
             if exc.status == 404:
                 raise ApiError(404, "not_found", "The message is no longer in the mailbox") from None
             raise ApiError(502, "gmail_unavailable", "Gmail did not answer; try again later") from None
-        raw = body.get("raw", "")
         try:
-            return attachment_bytes(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), part_index)
+            return attachment_bytes(decode_raw(body), part_index)
         except IndexError:
             raise ATTACHMENT_NOT_FOUND from None
 

@@ -7,7 +7,6 @@ account. Gmail calls go through :class:`GmailSession` (quota pacing, backoff, on
 """
 
 import asyncio
-import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from services.mail.crypto import TokenDecryptionError
 from services.mail.google import GmailSession, Google, GoogleError, HistoryExpired, InvalidGrant
 from services.mail.mailbox import (
     FetchedMessage,
+    decode_raw,
     delete_messages,
     stored_gmail_ids,
     update_labels,
@@ -93,12 +93,7 @@ class Syncer:
         needs_reauth = False
         new_history_id: str | None = None
         try:
-            access = await self.tokens.access_token(owner_id, account_id)
-
-            async def refresh(rejected: str) -> str:
-                return await self.tokens.refresh(owner_id, account_id, rejected)
-
-            async with self.google.session(access, refresh) as gmail:
+            async with await self.tokens.gmail(owner_id, account_id) as gmail:
                 if history_id:
                     try:
                         new_history_id = await self._incremental(
@@ -214,7 +209,8 @@ class Syncer:
     ) -> str:
         changes = await self._history(gmail, start)
         async with self.session(owner_id) as session:
-            stored = await stored_gmail_ids(session, account_id)
+            named = changes.added | changes.deleted | changes.labels.keys()
+            stored = await stored_gmail_ids(session, account_id, among=named)
             await delete_messages(
                 session,
                 self.store,
@@ -402,7 +398,7 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 
 def _parse(body: dict[str, Any]) -> FetchedMessage:
     """Decode, parse and classify one ``format=raw`` answer (CPU work: run in a thread)."""
-    raw = base64.urlsafe_b64decode(body.get("raw", "") + "=" * (-len(body.get("raw", "")) % 4))
+    raw = decode_raw(body)
     internal = body.get("internalDate")
     received = datetime.fromtimestamp(int(internal) / 1000, UTC) if internal else None
     labels = list(body.get("labelIds", []))

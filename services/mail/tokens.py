@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.mail.crypto import TokenCipher
-from services.mail.google import Google, InvalidGrant, Tokens
+from services.mail.google import GmailSession, Google, InvalidGrant, Tokens
 from services.mail.models import AccountStatus, EmailAccount
 from shared.db import user_session
 from shared.models import utcnow
@@ -38,6 +38,14 @@ class AccountTokens:
         if account.token_expires_at > utcnow():
             return self.cipher.decrypt(account.access_token)
         return await self.refresh(owner_id, account_id, rejected=None)
+
+    async def gmail(self, owner_id: uuid.UUID, account_id: uuid.UUID) -> GmailSession:
+        """A Gmail session for the account that gets a new token (once) when Google refuses its own."""
+
+        async def refresh(rejected: str) -> str:
+            return await self.refresh(owner_id, account_id, rejected)
+
+        return self.google.session(await self.access_token(owner_id, account_id), refresh)
 
     async def refresh(self, owner_id: uuid.UUID, account_id: uuid.UUID, rejected: str | None) -> str:
         """A new access token, unless the stored one is already newer than ``rejected`` (the
