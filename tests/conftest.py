@@ -87,19 +87,6 @@ def gmail(gmail_server: GmailStub) -> Iterator[GmailStub]:
         gmail_server._faults.clear()
 
 
-def gmail_settings(stub: GmailStub) -> dict[str, str]:
-    """The mail service's Google settings pointed at the stand-in."""
-    return {
-        "PAI_GOOGLE_CLIENT_ID": stub.client_id,
-        "PAI_GOOGLE_CLIENT_SECRET": stub.client_secret,
-        "PAI_GOOGLE_AUTH_URL": stub.auth_url,
-        "PAI_GOOGLE_TOKEN_URL": stub.token_url,
-        "PAI_GOOGLE_REVOKE_URL": stub.revoke_url,
-        "PAI_GOOGLE_USERINFO_URL": stub.userinfo_url,
-        "PAI_GMAIL_DISCOVERY_URL": stub.discovery_url,
-    }
-
-
 @pytest.fixture(scope="session")
 def base_env(
     database_url: str, redis_url: str, key_file: Path, gmail_server: GmailStub, tmp_path_factory
@@ -119,7 +106,7 @@ def base_env(
         PAI_FRONTEND_URL=FRONTEND_URL,
         PAI_GMAIL_BACKOFF_MAX_SECONDS="2",
         HF_HUB_OFFLINE="1",
-        **gmail_settings(gmail_server),
+        **gmail_server.service_env(),
     )
     return env
 

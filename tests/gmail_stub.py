@@ -357,6 +357,18 @@ class GmailStub:
     def discovery_url(self) -> str:
         return f"{self.base_url}/discovery/v1/apis/gmail/v1/rest"
 
+    def service_env(self) -> dict[str, str]:
+        """The mail service's Google settings (environment variables) pointed at this stub."""
+        return {
+            "PAI_GOOGLE_CLIENT_ID": self.client_id,
+            "PAI_GOOGLE_CLIENT_SECRET": self.client_secret,
+            "PAI_GOOGLE_AUTH_URL": self.auth_url,
+            "PAI_GOOGLE_TOKEN_URL": self.token_url,
+            "PAI_GOOGLE_REVOKE_URL": self.revoke_url,
+            "PAI_GOOGLE_USERINFO_URL": self.userinfo_url,
+            "PAI_GMAIL_DISCOVERY_URL": self.discovery_url,
+        }
+
     # ------------------------------------------------------------ mailbox helpers for tests
 
     def add_account(self, email: str) -> Mailbox:
