@@ -115,6 +115,26 @@ async def test_expired_access_token_is_refreshed_once_and_saved(gateway, new_acc
     assert fresh != stored and fresh.startswith("gAAAA")
 
 
+async def test_a_token_about_to_expire_is_refreshed_before_use(gateway, new_account, gmail, db):
+    user = await new_account()
+    address = new_address()
+    account_id = await connect(gateway, user, gmail, address)
+    await wait_sync(gateway, user, account_id)
+    await db.execute(
+        "UPDATE mail.email_accounts SET token_expires_at = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(account_id),
+    )
+    refreshes, refused = gmail.counters.refresh_grants[address], gmail.counters.statuses[401]
+    assert (await sync_now(gateway, user, account_id))["state"] == "succeeded"
+    assert gmail.counters.refresh_grants[address] == refreshes + 1
+    assert gmail.counters.statuses[401] == refused  # refreshed first, never refused
+    expires = await db.fetchval(
+        "SELECT token_expires_at > now() + interval '30 minutes' FROM mail.email_accounts WHERE id = $1",
+        uuid.UUID(account_id),
+    )
+    assert expires
+
+
 async def test_a_sync_and_a_download_refused_together_refresh_once(gateway, new_account, gmail):
     """The worker's sync and the API's attachment download both hold the refused token."""
     user = await new_account()
