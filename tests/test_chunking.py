@@ -1,7 +1,11 @@
 """Classification and chunking: category shapes, exact offsets, pages, determinism."""
 
 import itertools
+import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ from fpdf import FPDF
 
 from shared.text.chunking import ChunkSizes, TextChunk, chunk, classify
 from shared.text.extraction import PDF, Extracted, Page, extract
+from tests.support import ROOT
 
 WORDS = [
     *("the", "a", "river", "house", "garden", "light", "morning", "story", "old", "young", "walked"),
@@ -261,6 +266,28 @@ def test_chunks_know_their_pdf_page(tmp_path: Path) -> None:
         assert {c.page for c in chunks} == {1, 2, 3, 4}
         for c in chunks:
             assert [n for s, e, n in starts if s <= c.start < e] == [c.page]
+            assert [n for s, e, n in starts if s < c.end <= e] == [c.page]  # ends on it too
+
+
+def test_a_chunk_never_crosses_a_page_break(tmp_path: Path) -> None:
+    """A short two-page PDF fits in one chunk by size; it must still give one chunk per page,
+    so text printed on page 2 is reported on page 2 (it used to be page 1)."""
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=11)
+    for text in ("Herons nest near the old mill.", "The invoice total is 412 euros."):
+        pdf.add_page()
+        pdf.multi_cell(0, 6, text)
+    path = tmp_path / "two.pdf"
+    path.write_bytes(bytes(pdf.output()))
+    extracted = extract(path, PDF)
+    for category in ("generic", "long_form", "financial"):
+        chunks = chunk(extracted, category)
+        assert [(c.page, c.text) for c in chunks] == [
+            (1, "Herons nest near the old mill."),
+            (2, "The invoice total is 412 euros."),
+        ]
+        for c in chunks:  # every character of a chunk stands on its page
+            assert extracted.page_at(c.start) == extracted.page_at(c.end - 1) == c.page
 
 
 def test_non_pdf_chunks_have_no_page() -> None:
@@ -276,6 +303,32 @@ def test_offsets_are_exact_on_messy_text(category: str) -> None:
 
 @pytest.mark.parametrize("category", ["financial", "long_form", "generic"])
 def test_chunking_is_deterministic(category: str) -> None:
+    """The same text gives the same chunks in separate processes with different hash seeds
+    (chunk ids are derived from chunk indexes, so re-ingestion must cut identically)."""
+    script = (
+        "import json, sys; sys.path.insert(0, '.');"
+        "from tests.test_chunking import prose, statement, single;"
+        "from shared.text.chunking import chunk, classify;"
+        "text = prose(10, 60) + '\\n' + statement(20);"
+        f"chunks = chunk(single(text), {category!r});"
+        "print(json.dumps([classify(single(text)), [(c.start, c.end, c.page) for c in chunks]]))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "12345")
+    }
+    assert len(outputs) == 1
+    category_seen, spans = json.loads(outputs.pop())
     text = prose(10, 60) + "\n" + statement(20)
-    assert chunk(single(text), category) == chunk(single(text), category)
-    assert classify(single(text)) == classify(single(text))
+    assert category_seen == classify(single(text))
+    assert [tuple(span) for span in spans] == [
+        (c.start, c.end, c.page) for c in chunk(single(text), category)
+    ]

@@ -65,7 +65,7 @@ class ChunkSizes:
 
 @dataclass(frozen=True)
 class TextChunk:
-    """``text == extracted.text[start:end]``; ``page`` is where the chunk starts (PDFs only)."""
+    """``text == extracted.text[start:end]``; ``page`` is the page it stands on (PDFs only)."""
 
     index: int
     text: str
@@ -113,25 +113,28 @@ def _is_long_prose(text: str) -> bool:
 
 
 def chunk(extracted: Extracted, category: Category, sizes: ChunkSizes = ChunkSizes()) -> list[TextChunk]:
-    """Split ``extracted.text`` into chunks shaped by ``category``; deterministic."""
+    """Split ``extracted.text`` into chunks shaped by ``category``; deterministic. A chunk never
+    crosses a page break, so the page a chunk reports is the page its every word stands on."""
     text = extracted.text
-    whole = _strip(text, 0, len(text))
-    if whole is None:
-        return []
-    if category == "financial":
-        # Whole lines only: a transaction split over two chunks would answer nothing.
-        spans = _pack(text, list(_split_lines(text, whole)), sizes.financial)
-    elif category == "long_form":
-        splitters = [_split_paragraphs, _split_sentences, _split_lines, _split_words]
-        atoms = _atoms(text, whole, sizes.long_form, splitters, always=2)
-        spans = _pack(text, atoms, sizes.long_form, sizes.long_form_overlap)
-    else:
-        splitters = [_split_paragraphs, _split_sentences, _split_lines, _split_words]
-        spans = _pack(text, _atoms(text, whole, sizes.generic, splitters, always=0), sizes.generic)
+    spans = [span for page in extracted.page_spans() for span in _chunk_span(text, page, category, sizes)]
     return [
         TextChunk(index, text[start:end], extracted.page_at(start), start, end)
         for index, (start, end) in enumerate(spans)
     ]
+
+
+def _chunk_span(text: str, span: Span, category: Category, sizes: ChunkSizes) -> list[Span]:
+    whole = _strip(text, *span)
+    if whole is None:
+        return []
+    if category == "financial":
+        # Whole lines only: a transaction split over two chunks would answer nothing.
+        return _pack(text, list(_split_lines(text, whole)), sizes.financial)
+    splitters = [_split_paragraphs, _split_sentences, _split_lines, _split_words]
+    if category == "long_form":
+        atoms = _atoms(text, whole, sizes.long_form, splitters, always=2)
+        return _pack(text, atoms, sizes.long_form, sizes.long_form_overlap)
+    return _pack(text, _atoms(text, whole, sizes.generic, splitters, always=0), sizes.generic)
 
 
 Splitter = Callable[[str, Span], Iterator[Span]]

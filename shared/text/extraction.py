@@ -80,6 +80,12 @@ class Extracted:
             offset += len(page.text) + len(PAGE_SEPARATOR)
         return starts
 
+    def page_spans(self) -> list[tuple[int, int]]:
+        """``(start, end)`` of each page's text within :attr:`text`."""
+        return [
+            (start, start + len(page.text)) for start, page in zip(self._page_starts, self.pages, strict=True)
+        ]
+
     def page_at(self, offset: int) -> int | None:
         """Number of the page holding character ``offset`` of ``text`` (None without pages)."""
         index = bisect.bisect_right(self._page_starts, offset) - 1
