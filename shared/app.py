@@ -15,6 +15,7 @@ from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.health import Check, postgres_check, readiness, redis_check
 from shared.middleware import RequestContextMiddleware, metrics_endpoint
+from shared.openapi import install_openapi
 from shared.redis import create_redis
 
 
@@ -28,6 +29,7 @@ def build_app(
     """A FastAPI app with the cross-cutting parts wired; the service adds its routers."""
     app = FastAPI(title=f"pai {service}", lifespan=lifespan, **fastapi_kwargs)
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware, service=service)
 
     async def healthz() -> JSONResponse:

@@ -18,13 +18,12 @@ from cachetools import LRUCache
 from fastapi import Request
 from redis.asyncio import Redis
 
-from shared.errors import ApiError
+from shared.errors import Unauthenticated
 
 log = structlog.get_logger(__name__)
 
 ALGORITHM = "EdDSA"
 REVOKED_KEY = "pai:revoked-before:{user_id}"
-BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class InvalidToken(Exception):
@@ -180,8 +179,8 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers=BEARER_CHALLENGE)
+def unauthorized(message: str) -> Unauthenticated:
+    return Unauthenticated(message)
 
 
 def principal_dependency(

@@ -4,7 +4,7 @@ import argparse
 import importlib
 
 import uvicorn
-from arq.worker import run_worker
+from arq.worker import check_health, run_worker
 
 from shared.config import CommonSettings
 
@@ -34,7 +34,10 @@ def service_parser(
     serve_cmd.add_argument("--host", default=host)
     serve_cmd.add_argument("--port", type=int, default=port)
     if worker:
-        commands.add_parser("worker", help="run the ARQ worker")
+        worker_cmd = commands.add_parser("worker", help="run the ARQ worker")
+        worker_cmd.add_argument(
+            "--check", action="store_true", help="exit 0 if a worker reported healthy recently (healthcheck)"
+        )
     return parser, commands
 
 
@@ -45,6 +48,8 @@ def run_common(service: str, args: argparse.Namespace, settings: CommonSettings)
         return True
     if args.command == "worker":
         tasks = importlib.import_module(f"services.{service}.tasks")
-        run_worker(tasks.WorkerSettings)
+        if args.check:
+            raise SystemExit(check_health(tasks.worker_settings()))
+        run_worker(tasks.worker_settings())
         return True
     return False

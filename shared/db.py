@@ -1,6 +1,18 @@
-"""Async engine and session factory (SQLModel over asyncpg), one per process."""
+"""Async engine and session factory (SQLModel over asyncpg), one per process, and the one
+transaction convention every service follows.
+
+Service functions take the :class:`Transaction` they work in. Whoever calls them opens it with
+:func:`transaction`: a route through the ``Tx``/``UserTx`` dependencies (``shared.deps``), a
+worker job, a CLI or an importer directly. The transaction commits when the block ends without
+an error and rolls back otherwise; effects that must only happen once the data is durable (a
+Redis marker, a job enqueue) are registered with :meth:`Transaction.after_commit` and run after
+the commit, in registration order.
+"""
 
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -51,6 +63,44 @@ def user_session(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID) 
         )
 
     return session
+
+
+Effect = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Transaction:
+    """One unit of work: the session (acting as ``user_id`` for row-level security when set)
+    and what to do once it has committed."""
+
+    session: AsyncSession
+    user_id: uuid.UUID | None = None
+    _effects: list[Effect] = field(default_factory=list, repr=False)
+
+    def after_commit(self, effect: Effect) -> None:
+        """Run ``effect`` once the transaction has committed (never if it rolls back)."""
+        self._effects.append(effect)
+
+    async def commit(self) -> None:
+        """Commit now (for a refusal that must still record something), then run the effects
+        registered so far. The session stays usable; the block's end commits what follows."""
+        await self.session.commit()
+        effects, self._effects = self._effects, []
+        for effect in effects:
+            await effect()
+
+
+@asynccontextmanager
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID | None = None
+) -> AsyncIterator[Transaction]:
+    """Open a transaction (as ``user_id`` under row-level security when given); commit on
+    success, roll back on any exception, then run the after-commit effects."""
+    session = user_session(sessions, user_id) if user_id is not None else sessions()
+    async with session:
+        tx = Transaction(session, user_id)
+        yield tx
+        await tx.commit()
 
 
 def like_pattern(text: str) -> str:

@@ -106,6 +106,10 @@ class Embedder(Protocol):
 
     async def embed_query(self, text: str) -> list[float]: ...
 
+    async def aclose(self) -> None:
+        """Release connections (the process's model itself stays loaded)."""
+        ...
+
 
 def _check_texts(texts: Sequence[str]) -> None:
     # A str is a Sequence[str] too; embedding it character by character is never what was meant.

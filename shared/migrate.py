@@ -7,6 +7,7 @@ service role can neither change the schema nor bypass row-level security. Idempo
 
 import argparse
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +18,22 @@ from pydantic import Field
 from sqlalchemy.engine import make_url
 
 from shared.config import CommonSettings, service_database_url
+from shared.registry import WITH_SCHEMA
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
-SCHEMA_SERVICES = ("auth", "documents", "mail")
 
 
 class MigrateSettings(CommonSettings):
-    auth_database_url: str | None = Field(None, validation_alias="PAI_AUTH_DATABASE_URL")
-    documents_database_url: str | None = Field(None, validation_alias="PAI_DOCUMENTS_DATABASE_URL")
-    mail_database_url: str | None = Field(None, validation_alias="PAI_MAIL_DATABASE_URL")
+    """The admin DSN (``PAI_DATABASE_URL``) and, for each service with a schema in the registry,
+    its own DSN ``PAI_<NAME>_DATABASE_URL`` (role name and password), read from the environment."""
+
+    service_database_urls: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def model_post_init(self, _context: object) -> None:
+        for service in WITH_SCHEMA:
+            explicit = os.environ.get(service.database_url_setting)
+            if explicit and service.name not in self.service_database_urls:
+                self.service_database_urls[service.name] = explicit
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,11 @@ class ServiceSchema:
 def service_schemas(settings: MigrateSettings) -> list[ServiceSchema]:
     """Role names and passwords come from each service's own DSN, the single source of truth."""
     schemas = []
-    for name in SCHEMA_SERVICES:
-        explicit = getattr(settings, f"{name}_database_url")
-        url = make_url(service_database_url(settings.database_url, f"pai_{name}", explicit))
-        schemas.append(ServiceSchema(schema=name, role=url.username or f"pai_{name}", password=url.password))
+    for service in WITH_SCHEMA:
+        explicit = settings.service_database_urls.get(service.name)
+        url = make_url(service_database_url(settings.database_url, service.role, explicit))
+        schema = service.schema or service.name
+        schemas.append(ServiceSchema(schema=schema, role=url.username or service.role, password=url.password))
     return schemas
 
 

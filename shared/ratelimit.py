@@ -7,7 +7,7 @@ from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from shared.errors import ApiError
+from shared.errors import RateLimited
 
 
 class RedisRateLimit:
@@ -31,8 +31,8 @@ class RedisRateLimit:
     async def clear(self, *key: str) -> None:
         await self._limiter.clear(self._item, *key)
 
-    async def rejection(self, code: str, message: str, *key: str) -> ApiError:
+    async def rejection(self, code: str, message: str, *key: str) -> RateLimited:
         """The 429 to raise, with the seconds until the window lets the next unit through."""
         stats = await self._limiter.get_window_stats(self._item, *key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        return ApiError(429, code, message, headers={"Retry-After": str(retry_after)})
+        return RateLimited(message, code=code, retry_after=retry_after)

@@ -1,15 +1,14 @@
 """The cross-service job contract: queue names, job names and idempotent job ids.
 
-Services never import each other; they agree on these names instead.
+Services never import each other; they agree on these names instead. Queue names come from
+the service registry.
 """
 
 import uuid
 
 from arq.connections import ArqRedis
 
-QUEUES = {"auth": "pai:auth", "documents": "pai:documents", "mail": "pai:mail"}
-# Services that hold user data and must purge it when a user is deleted.
-PURGE_SERVICES = ("documents", "mail")
+from shared.registry import QUEUES
 
 PURGE_USER_JOB = "purge_user"
 PURGE_FINISHED_JOB = "purge_finished"

@@ -48,6 +48,9 @@ SCHEMAS: Mapping[str, Mapping[str, PropertyType]] = MappingProxyType(
                 "sent_at": "text",  # ISO 8601
                 "email_type": "text",
                 "attachment_id": "text",  # None for the body
+                "page": "int",  # an attachment's page (PDF); None otherwise
+                "start": "int",  # the passage's offsets in the body (quotes cut) or attachment text
+                "end": "int",
                 TEXT: "text",
             }
         ),

@@ -1,0 +1,74 @@
+"""The one shape of a search hit, whichever service found it, and the one hybrid search.
+
+Documents search, mail search and the assistant's retrieval all speak :class:`Passage`: what
+kind of source it is, the ids to open it, how to show it (title, or subject/sender/date), where
+its text stands (page, exact ``start``/``end`` offsets into the source's extracted text), the
+text and its score. :func:`hybrid_search` is the search both services run in a user's tenant.
+"""
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.embeddings import Embedder
+from shared.errors import Conflict
+from shared.vectors import EmbeddingModelMismatch, SearchHit, VectorStore
+
+PassageKind = Literal["document", "email", "attachment"]
+
+
+class Passage(BaseModel):
+    """A passage of one of the user's sources. ``text == source_text[start:end]`` where the
+    source text is a document's extracted text, an email's own body (quoted replies cut) or an
+    attachment's extracted text; ``page`` is the page that text stands on (PDFs only)."""
+
+    kind: PassageKind
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID | None = None
+    email_id: uuid.UUID | None = None
+    attachment_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    title: str | None = Field(None, description="document title or attachment file name")
+    subject: str | None = None
+    sender: str | None = None
+    sent_at: datetime | None = None
+    page: int | None = None
+    start: int | None = Field(None, description="offset of the text in its source's extracted text")
+    end: int | None = None
+    text: str
+    score: float
+
+
+class PassageList(BaseModel):
+    results: list[Passage]
+
+
+async def hybrid_search(
+    store: VectorStore,
+    embedder: Embedder,
+    owner_id: uuid.UUID,
+    collection: str,
+    query: str,
+    k: int,
+    where: Mapping[str, str | int] | None = None,
+) -> list[SearchHit]:
+    """BM25 + vector search in the owner's tenant, fused by the store; the query is embedded
+    once. Vectors made by another model are refused (409), not searched."""
+    vector = await embedder.embed_query(query)
+    try:
+        return await store.search(owner_id, collection, vector, k, where=where or None, query_text=query)
+    except EmbeddingModelMismatch as exc:
+        raise Conflict(str(exc), code="reindex_required") from None
+
+
+def chunk_text(hit: SearchHit) -> str:
+    """The passage's own text: the stored text may carry a context prefix (an email's subject
+    and sender) in front of the ``end - start`` characters of the source."""
+    text = str(hit.properties.get("text", ""))
+    start, end = hit.properties.get("start"), hit.properties.get("end")
+    if isinstance(start, int) and isinstance(end, int) and 0 <= end - start <= len(text):
+        return text[len(text) - (end - start) :]
+    return text
