@@ -171,7 +171,7 @@ def test_workers_use_the_arq_health_check(services: dict[str, Any]) -> None:
         package = name.removesuffix("-worker")
         assert command_text(services[name]) == f"python -m services.{package} worker"
         test = services[name]["healthcheck"]["test"]
-        assert test == ["CMD", "python", "-m", "arq", f"services.{package}.tasks.WorkerSettings", "--check"]
+        assert test == ["CMD", "python", "-m", f"services.{package}", "worker", "--check"]
 
 
 def test_infrastructure_healthchecks(services: dict[str, Any]) -> None:

@@ -90,7 +90,7 @@ async def test_each_type_is_ingested_and_its_sentence_found(gateway, new_account
     assert found.status_code == 200
     best = found.json()["results"][0]
     assert best["document_id"] == created["id"] and best["title"] == f"My {kind}"
-    assert "herons" in best["snippet"]
+    assert "herons" in best["text"] and best["kind"] == "document"
     assert best["page"] == page
 
     original = await gateway.get(f"/documents/{created['id']}/content", headers=account.headers)

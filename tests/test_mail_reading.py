@@ -154,11 +154,13 @@ async def test_semantic_search_finds_bodies_and_attachments(gateway, new_account
 
     top = (await search("walking in the mountains at the weekend", k=1))[0]
     assert top["subject"] == "Hiking this weekend?" and top["sender"] == "maria@gmail.com"
-    assert set(top) >= {"email_id", "subject", "sender", "sent_at", "snippet", "score"}
+    assert set(top) >= {"kind", "email_id", "subject", "sender", "sent_at", "text", "score", "start", "end"}
+    assert top["kind"] == "email" and top["text"] and not top["text"].startswith("Subject:")
 
     crane = await search("harbour crane repair")
     assert crane[0]["subject"] == "Your invoice 2041"
     assert crane[0]["attachment_id"] is not None  # found in the PDF, not the body
+    assert crane[0]["kind"] == "attachment" and crane[0]["title"] and crane[0]["page"] == 1
 
     assert [r["subject"] for r in await search("discount", type="promotional")] == ["Spring sale: 40% off"]
     assert len({r["email_id"] for r in await search("invoice", k=10)}) == len(await search("invoice", k=10))

@@ -20,7 +20,7 @@ from services.mail.google import (
     RetryableGoogleError,
     _google_error,
 )
-from services.mail.indexing import email_chunks, own_text
+from services.mail.indexing import email_chunks, header, own_text
 from services.mail.models import Email
 from services.mail.settings import MailSettings
 from services.mail.sync import Changes, _apply
@@ -80,11 +80,14 @@ def test_email_chunks_carry_subject_and_sender():
     )
     chunks = email_chunks(email, ChunkSizes(generic=300))
     assert len(chunks) > 3
-    assert [index for index, _ in chunks] == list(range(len(chunks)))
-    for _, text in chunks:
-        assert text.startswith("Subject: Invoice 7\nFrom: Anna <anna@example.com>\n\n")
+    assert [piece.index for piece in chunks] == list(range(len(chunks)))
+    body = own_text(email.body_text)
+    for piece in chunks:  # exact offsets into the body's own text
+        assert body[piece.start : piece.end] == piece.text and piece.text
+    assert header(email) == "Subject: Invoice 7\nFrom: Anna <anna@example.com>\n\n"
     empty = Email(owner_id=uuid.uuid4(), account_id=uuid.uuid4(), gmail_id="2", thread_id="2", subject="Hi")
-    assert email_chunks(empty, ChunkSizes()) == [(0, "Subject: Hi\nFrom: \n\n")]
+    assert [piece.text for piece in email_chunks(empty, ChunkSizes())] == [""]
+    assert header(empty) == "Subject: Hi\nFrom: \n\n"
 
 
 def error(status: int, body: object, headers: dict | None = None) -> HTTPError:

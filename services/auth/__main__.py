@@ -7,12 +7,13 @@ import sys
 
 from zxcvbn import zxcvbn
 
-from services.auth.schemas import AdminUserCreate
-from services.auth.service import create_user, user_by_login
+from services.auth.service import AdminService
 from services.auth.settings import AuthSettings, get_settings
 from services.auth.tokens import generate_private_key_file
+from shared.auth import RevocationList
 from shared.cli import run_common, service_parser
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, session_factory, transaction
+from shared.redis import create_arq_pool, create_redis
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
 
@@ -27,20 +28,19 @@ def weak_password_reason(password: str, username: str, email: str) -> str | None
 
 
 async def create_or_promote_admin(settings: AuthSettings, username: str, email: str, password: str) -> str:
+    """Through the service layer, like the admin API, so the change is audited the same way."""
     engine = create_engine(settings.service_database_url, pool_size=1)
+    redis = create_redis(settings.redis_url)
+    arq = await create_arq_pool(settings.redis_url)
     try:
-        async with session_factory(engine)() as session:
-            user = await user_by_login(session, username)
-            if user is None:
-                data = AdminUserCreate(username=username, email=email, password=password)
-                user = await create_user(session, data, is_admin=True)
-                outcome = "created"
-            else:
-                user.is_admin, user.is_active = True, True
-                outcome = "promoted"
-            await session.commit()
-            return f"{outcome} admin {user.username} ({user.id})"
+        sessions = session_factory(engine)
+        revocations = RevocationList(redis, settings.access_token_ttl_seconds)
+        service = AdminService(revocations, arq, sessions)
+        async with transaction(sessions) as tx:
+            return await service.create_or_promote_admin(tx, username, email, password)
     finally:
+        await arq.aclose()
+        await redis.aclose()
         await engine.dispose()
 
 

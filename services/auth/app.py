@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.auth.api import admin_router, router
-from services.auth.service import AuthService, LoginThrottle
+from services.auth.service import AdminService, AuthService, LoginThrottle
 from services.auth.settings import AuthSettings, get_settings
 from services.auth.tokens import AccessTokenIssuer, KeyRing
 from shared.app import build_app, database_and_redis_checks, service_resources
@@ -34,14 +34,13 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                     settings.jwt_audience,
                     settings.access_token_ttl_seconds,
                 ),
-                revocations=app.state.revocations,
                 throttle=LoginThrottle(
                     settings.redis_url,
                     settings.login_max_failures,
                     settings.login_failure_window_seconds,
                 ),
-                arq=arq,
             )
+            app.state.admin_service = AdminService(app.state.revocations, arq, app.state.session_factory)
             try:
                 yield
             finally:

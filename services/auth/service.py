@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 from limits import RateLimitItemPerSecond
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.auth.models import AuditEntry, PurgeRequest, RefreshToken, User
 from services.auth.passwords import hash_password, verify_password
@@ -17,13 +17,18 @@ from services.auth.schemas import AdminUserCreate, AdminUserUpdate, RegisterRequ
 from services.auth.settings import AuthSettings
 from services.auth.tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
 from shared.auth import RevocationList
-from shared.errors import ApiError
+from shared.db import Transaction, like_pattern, transaction
+from shared.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from shared.models import utcnow
 from shared.ratelimit import RedisRateLimit
-from shared.tasks import PURGE_SERVICES, enqueue_purge
+from shared.registry import PURGE_SERVICES
+from shared.tasks import enqueue_purge
 
-BAD_CREDENTIALS = ApiError(401, "invalid_credentials", "Incorrect username or password")
-BAD_REFRESH = ApiError(401, "invalid_refresh_token", "Refresh token is invalid or expired")
+
+def _bad_refresh() -> Unauthenticated:
+    return Unauthenticated("Refresh token is invalid or expired", code="invalid_refresh_token")
+
+
 # Serialises admin-role changes so two admins can never demote each other at once.
 ADMIN_LOCK_SQL = text("SELECT pg_advisory_xact_lock(hashtext('auth.admin_roles'))")
 
@@ -74,16 +79,15 @@ async def _ensure_unique(
     if exclude is not None:
         query = query.where(User.id != exclude)
     if (await session.execute(query)).first():
-        raise ApiError(409, "conflict", "That username or email is already taken")
+        raise Conflict("That username or email is already taken")
 
 
-async def _commit_unique(session: AsyncSession) -> None:
-    """Commit, turning a lost race on a unique index into the same 409 as the pre-check."""
+async def _flush_unique(session: AsyncSession) -> None:
+    """Flush, turning a lost race on a unique index into the same 409 as the pre-check."""
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError:
-        await session.rollback()
-        raise ApiError(409, "conflict", "That username or email is already taken") from None
+        raise Conflict("That username or email is already taken") from None
 
 
 async def create_user(
@@ -98,145 +102,136 @@ async def create_user(
         is_active=is_active,
     )
     session.add(user)
-    await session.flush()
+    await _flush_unique(session)
     return user
 
 
-async def enqueue_pending_purges(
-    session: AsyncSession, arq: ArqRedis, user_id: uuid.UUID | None = None
-) -> int:
+async def enqueue_pending_purges(tx: Transaction, arq: ArqRedis, user_id: uuid.UUID | None = None) -> int:
     """(Re-)enqueue unfinished purges from the outbox; ARQ job ids make this idempotent."""
     query = select(PurgeRequest).where(PurgeRequest.completed_at.is_(None))
     if user_id is not None:
         query = query.where(PurgeRequest.user_id == user_id)
-    pending = (await session.scalars(query)).all()
+    pending = (await tx.session.scalars(query)).all()
     for request in pending:
         await enqueue_purge(arq, request.service, request.user_id)
         request.enqueued_at = utcnow()
-    await session.commit()
     return len(pending)
 
 
-async def mark_purge_finished(session: AsyncSession, user_id: uuid.UUID, service: str) -> None:
-    await session.execute(
+async def mark_purge_finished(tx: Transaction, user_id: uuid.UUID, service: str) -> None:
+    await tx.session.execute(
         update(PurgeRequest)
         .where(PurgeRequest.user_id == user_id, PurgeRequest.service == service)
         .values(completed_at=utcnow())
     )
-    await session.commit()
+
+
+async def revoke_refresh_tokens(
+    tx: Transaction, user_id: uuid.UUID, except_family: uuid.UUID | None = None
+) -> None:
+    query = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+    if except_family is not None:
+        query = query.where(RefreshToken.family_id != except_family)
+    await tx.session.execute(query.values(revoked_at=utcnow()))
 
 
 @dataclass
 class AuthService:
-    """Holds the process-wide parts; methods take the request's session."""
+    """Holds the process-wide parts; methods take the transaction they work in (a route's,
+    the worker's or the CLI's), and never commit it themselves unless a refusal must persist."""
 
     settings: AuthSettings
     issuer: AccessTokenIssuer
-    revocations: RevocationList
     throttle: LoginThrottle
-    arq: ArqRedis
 
     # ---- accounts -------------------------------------------------------------------
-    async def register(self, session: AsyncSession, data: RegisterRequest) -> User:
+    async def register(self, tx: Transaction, data: RegisterRequest) -> User:
         if not self.settings.registration_open:
-            raise ApiError(403, "registration_closed", "Registration is closed")
-        user = await create_user(session, data)
-        await _commit_unique(session)
-        return user
+            raise Forbidden("Registration is closed", code="registration_closed")
+        return await create_user(tx.session, data)
 
-    async def get_active_user(self, session: AsyncSession, user_id: uuid.UUID) -> User:
-        user = await session.get(User, user_id)
+    async def get_active_user(self, tx: Transaction, user_id: uuid.UUID) -> User:
+        user = await tx.session.get(User, user_id)
         if user is None or not user.is_active:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "Account not found or disabled",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise Unauthenticated("Account not found or disabled")
         return user
 
     async def update_profile(
-        self, session: AsyncSession, user: User, *, email: str | None, username: str | None
+        self, tx: Transaction, user: User, *, email: str | None, username: str | None
     ) -> User:
-        await _ensure_unique(session, email=email, username=username, exclude=user.id)
+        await _ensure_unique(tx.session, email=email, username=username, exclude=user.id)
         if email is not None:
             user.email = normalize_email(email)
         if username is not None:
             user.username = username
         user.updated_at = utcnow()
-        session.add(user)
-        await _commit_unique(session)
+        tx.session.add(user)
+        await _flush_unique(tx.session)
         return user
 
     async def change_password(
-        self, session: AsyncSession, user: User, current: str, new: str, keep_session: str | None
+        self, tx: Transaction, user: User, current: str, new: str, keep_session: str | None
     ) -> None:
         ok, _ = await verify_password(user.password_hash, current)
         if not ok:
-            raise ApiError(403, "invalid_credentials", "Current password is incorrect")
+            raise Forbidden("Current password is incorrect", code="invalid_credentials")
         user.password_hash = await hash_password(new)
         user.updated_at = utcnow()
-        session.add(user)
+        tx.session.add(user)
         keep = uuid.UUID(keep_session) if keep_session else None
-        await self._revoke_refresh_tokens(session, user.id, except_family=keep)
-        await session.commit()
+        await revoke_refresh_tokens(tx, user.id, except_family=keep)
 
     # ---- sessions -------------------------------------------------------------------
-    async def login(self, session: AsyncSession, login: str, password: str, client_ip: str) -> dict:
+    async def login(self, tx: Transaction, login: str, password: str, client_ip: str) -> dict:
         await self.throttle.check(login, client_ip)
-        user = await user_by_login(session, login)
+        user = await user_by_login(tx.session, login)
         ok, needs_rehash = await verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             await self.throttle.record_failure(login, client_ip)
-            raise BAD_CREDENTIALS
+            raise Unauthenticated("Incorrect username or password", code="invalid_credentials")
         if not user.is_active:
-            raise ApiError(403, "account_disabled", "This account is disabled")
+            raise Forbidden("This account is disabled", code="account_disabled")
         await self.throttle.reset(login, client_ip)
         if needs_rehash:  # legacy bcrypt or outdated argon2 parameters
             user.password_hash = await hash_password(password)
-            session.add(user)
-        pair = await self._issue_pair(session, user, family_id=uuid.uuid4())
-        await session.commit()
-        return pair
+            tx.session.add(user)
+        return await self._issue_pair(tx, user, family_id=uuid.uuid4())
 
-    async def refresh(self, session: AsyncSession, refresh_token: str) -> dict:
+    async def refresh(self, tx: Transaction, refresh_token: str) -> dict:
         token_hash = hash_refresh_token(refresh_token)
         query = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
-        stored = (await session.scalars(query)).first()
+        stored = (await tx.session.scalars(query)).first()
         if stored is None or stored.revoked_at is not None:
-            raise BAD_REFRESH
+            raise _bad_refresh()
         if stored.used_at is not None:
-            # A spent token came back: someone holds a copy. Kill the whole family.
-            await self._revoke_family(session, stored.family_id)
-            await session.commit()
-            raise ApiError(
-                401,
-                "refresh_token_reused",
+            # A spent token came back: someone holds a copy. Kill the whole family, and keep
+            # that even though the request is refused.
+            await self._revoke_family(tx, stored.family_id)
+            await tx.commit()
+            raise Unauthenticated(
                 "Refresh token was already used; all sessions from that login are revoked",
+                code="refresh_token_reused",
             )
         if stored.expires_at <= utcnow():
-            raise BAD_REFRESH
-        user = await session.get(User, stored.user_id)
+            raise _bad_refresh()
+        user = await tx.session.get(User, stored.user_id)
         if user is None or not user.is_active:
-            raise BAD_REFRESH
+            raise _bad_refresh()
         stored.used_at = utcnow()
-        session.add(stored)
-        pair = await self._issue_pair(session, user, family_id=stored.family_id)
-        await session.commit()
-        return pair
+        tx.session.add(stored)
+        return await self._issue_pair(tx, user, family_id=stored.family_id)
 
-    async def logout(self, session: AsyncSession, refresh_token: str) -> None:
+    async def logout(self, tx: Transaction, refresh_token: str) -> None:
         query = select(RefreshToken.family_id).where(
             RefreshToken.token_hash == hash_refresh_token(refresh_token)
         )
-        family_id = await session.scalar(query)
+        family_id = await tx.session.scalar(query)
         if family_id is not None:
-            await self._revoke_family(session, family_id)
-            await session.commit()
+            await self._revoke_family(tx, family_id)
 
-    async def _issue_pair(self, session: AsyncSession, user: User, family_id: uuid.UUID) -> dict:
+    async def _issue_pair(self, tx: Transaction, user: User, family_id: uuid.UUID) -> dict:
         token, token_hash = new_refresh_token()
-        session.add(
+        tx.session.add(
             RefreshToken(
                 user_id=user.id,
                 family_id=family_id,
@@ -252,63 +247,64 @@ class AuthService:
             "expires_in": self.issuer.ttl_seconds,
         }
 
-    async def _revoke_family(self, session: AsyncSession, family_id: uuid.UUID) -> None:
-        await session.execute(
+    async def _revoke_family(self, tx: Transaction, family_id: uuid.UUID) -> None:
+        await tx.session.execute(
             update(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
 
-    async def _revoke_refresh_tokens(
-        self, session: AsyncSession, user_id: uuid.UUID, except_family: uuid.UUID | None = None
-    ) -> None:
-        query = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        if except_family is not None:
-            query = query.where(RefreshToken.family_id != except_family)
-        await session.execute(query.values(revoked_at=utcnow()))
 
-    # ---- admin ----------------------------------------------------------------------
+@dataclass
+class AdminService:
+    """User administration: the admin API and the ``create-admin`` CLI both come through here,
+    so every change is written to the audit log the same way."""
+
+    revocations: RevocationList
+    arq: ArqRedis
+    sessions: async_sessionmaker[AsyncSession]
+
     async def list_users(
-        self, session: AsyncSession, *, limit: int, offset: int, q: str | None
+        self, tx: Transaction, *, limit: int, offset: int, q: str | None
     ) -> tuple[list[User], int]:
         query = select(User)
         if q:
-            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = like_pattern(q)
             query = query.where(or_(User.username.ilike(pattern), User.email.ilike(pattern)))
-        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        total = await tx.session.scalar(select(func.count()).select_from(query.subquery()))
         page = query.order_by(User.created_at, User.id).limit(limit).offset(offset)
-        users = (await session.scalars(page)).all()
+        users = (await tx.session.scalars(page)).all()
         return list(users), int(total or 0)
 
-    async def get_user(self, session: AsyncSession, user_id: uuid.UUID) -> User:
-        user = await session.get(User, user_id)
+    async def get_user(self, tx: Transaction, user_id: uuid.UUID) -> User:
+        user = await tx.session.get(User, user_id)
         if user is None:
-            raise ApiError(404, "not_found", "User not found")
+            raise NotFound("User not found")
         return user
 
     async def admin_create_user(
-        self, session: AsyncSession, actor: uuid.UUID | None, data: AdminUserCreate
+        self, tx: Transaction, actor: uuid.UUID | None, data: AdminUserCreate
     ) -> User:
-        user = await create_user(session, data, is_admin=data.is_admin, is_active=data.is_active)
-        self._audit(
-            session,
-            actor,
-            "user.create",
-            user.id,
-            {"username": user.username, "is_admin": user.is_admin},
-        )
-        await _commit_unique(session)
+        user = await create_user(tx.session, data, is_admin=data.is_admin, is_active=data.is_active)
+        self._audit(tx, actor, "user.create", user.id, {"username": user.username, "is_admin": user.is_admin})
         return user
 
+    async def create_or_promote_admin(self, tx: Transaction, username: str, email: str, password: str) -> str:
+        """The CLI's bootstrap (``make admin``): no acting admin, still audited."""
+        user = await user_by_login(tx.session, username)
+        if user is None:
+            data = AdminUserCreate(username=username, email=email, password=password, is_admin=True)
+            user = await self.admin_create_user(tx, None, data)
+            return f"created admin {user.username} ({user.id})"
+        changes = {"is_admin": True, "is_active": True}
+        await self.admin_update_user(tx, None, user.id, AdminUserUpdate(**changes))
+        return f"promoted admin {user.username} ({user.id})"
+
     async def admin_update_user(
-        self,
-        session: AsyncSession,
-        actor: uuid.UUID | None,
-        user_id: uuid.UUID,
-        data: AdminUserUpdate,
+        self, tx: Transaction, actor: uuid.UUID | None, user_id: uuid.UUID, data: AdminUserUpdate
     ) -> User:
-        await session.execute(ADMIN_LOCK_SQL)
-        user = await self.get_user(session, user_id)
+        await tx.session.execute(ADMIN_LOCK_SQL)
+        user = await self.get_user(tx, user_id)
         changes = data.model_dump(exclude_unset=True, exclude_none=True)
         loses_admin = (
             user.is_admin
@@ -316,66 +312,60 @@ class AuthService:
             and (changes.get("is_admin") is False or changes.get("is_active") is False)
         )
         if loses_admin:
-            await self._guard_last_admin(session, user.id)
-        await _ensure_unique(session, email=data.email, username=data.username, exclude=user.id)
-        for field, value in changes.items():
-            setattr(user, field, normalize_email(value) if field == "email" else value)
+            await self._guard_last_admin(tx, user.id)
+        await _ensure_unique(tx.session, email=data.email, username=data.username, exclude=user.id)
+        for name, value in changes.items():
+            setattr(user, name, normalize_email(value) if name == "email" else value)
         user.updated_at = utcnow()
-        session.add(user)
+        tx.session.add(user)
         if changes.get("is_active") is False:
-            await self._revoke_refresh_tokens(session, user.id)
-            await self.revocations.revoke_user(user.id)
-        self._audit(session, actor, "user.update", user.id, changes)
-        await _commit_unique(session)
+            await revoke_refresh_tokens(tx, user.id)
+            # Only once the deactivation is durable: every token issued before it stops working.
+            tx.after_commit(lambda: self.revocations.revoke_user(user_id))
+        self._audit(tx, actor, "user.update", user.id, changes)
+        await _flush_unique(tx.session)
         return user
 
-    async def admin_delete_user(
-        self, session: AsyncSession, actor: uuid.UUID | None, user_id: uuid.UUID
-    ) -> None:
+    async def admin_delete_user(self, tx: Transaction, actor: uuid.UUID | None, user_id: uuid.UUID) -> None:
         if actor == user_id:
-            raise ApiError(409, "cannot_delete_self", "Admins cannot delete their own account")
-        await session.execute(ADMIN_LOCK_SQL)
-        user = await self.get_user(session, user_id)
+            raise Conflict("Admins cannot delete their own account", code="cannot_delete_self")
+        await tx.session.execute(ADMIN_LOCK_SQL)
+        user = await self.get_user(tx, user_id)
         if user.is_admin and user.is_active:
-            await self._guard_last_admin(session, user.id)
-        await self.revocations.revoke_user(user.id)
-        self._audit(session, actor, "user.delete", user.id, {"username": user.username})
+            await self._guard_last_admin(tx, user.id)
+        self._audit(tx, actor, "user.delete", user.id, {"username": user.username})
         for service in PURGE_SERVICES:
-            session.add(PurgeRequest(user_id=user.id, service=service))
-        await session.delete(user)
-        await session.commit()
-        await enqueue_pending_purges(session, self.arq, user_id=user.id)
+            tx.session.add(PurgeRequest(user_id=user.id, service=service))
+        await tx.session.delete(user)
+        tx.after_commit(lambda: self.revocations.revoke_user(user_id))
+        tx.after_commit(lambda: self._enqueue_purges(user_id))
 
-    async def list_audit(
-        self, session: AsyncSession, *, limit: int, offset: int
-    ) -> tuple[list[AuditEntry], int]:
-        total = await session.scalar(select(func.count()).select_from(AuditEntry))
+    async def _enqueue_purges(self, user_id: uuid.UUID) -> None:
+        """After the delete committed; the worker's cron re-enqueues if Redis drops these."""
+        async with transaction(self.sessions, None) as tx:
+            await enqueue_pending_purges(tx, self.arq, user_id=user_id)
+
+    async def list_audit(self, tx: Transaction, *, limit: int, offset: int) -> tuple[list[AuditEntry], int]:
+        total = await tx.session.scalar(select(func.count()).select_from(AuditEntry))
         query = select(AuditEntry).order_by(AuditEntry.created_at.desc()).limit(limit).offset(offset)
-        entries = (await session.scalars(query)).all()
+        entries = (await tx.session.scalars(query)).all()
         return list(entries), int(total or 0)
 
-    async def _guard_last_admin(self, session: AsyncSession, user_id: uuid.UUID) -> None:
+    async def _guard_last_admin(self, tx: Transaction, user_id: uuid.UUID) -> None:
         others = (
             select(func.count()).select_from(User).where(User.is_admin, User.is_active, User.id != user_id)
         )
-        if await session.scalar(others) == 0:
-            raise ApiError(
-                409, "last_admin", "The last active admin cannot be demoted, deactivated or deleted"
+        if await tx.session.scalar(others) == 0:
+            raise Conflict(
+                "The last active admin cannot be demoted, deactivated or deleted", code="last_admin"
             )
 
     @staticmethod
     def _audit(
-        session: AsyncSession,
+        tx: Transaction,
         actor: uuid.UUID | None,
         action: str,
         target: uuid.UUID | None,
         details: dict[str, Any],
     ) -> None:
-        session.add(
-            AuditEntry(
-                actor_id=actor,
-                action=action,
-                target_user_id=target,
-                details=details,
-            )
-        )
+        tx.session.add(AuditEntry(actor_id=actor, action=action, target_user_id=target, details=details))

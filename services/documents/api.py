@@ -1,20 +1,16 @@
 """HTTP routes of the documents service: thin wrappers over :mod:`services.documents.service`."""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from services.documents.models import Document
-from services.documents.schemas import (
-    DocumentOut,
-    DocumentPage,
-    DocumentUpdate,
-    SearchResponse,
-)
+from services.documents.models import Category, Document, Status
+from services.documents.schemas import DocumentOut, DocumentPage, DocumentUpdate
 from services.documents.service import DocumentsService
-from shared.deps import CurrentPrincipal
+from shared.deps import UserTx
+from shared.passages import PassageList
 
 
 def get_service(request: Request) -> DocumentsService:
@@ -22,7 +18,6 @@ def get_service(request: Request) -> DocumentsService:
 
 
 Service = Annotated[DocumentsService, Depends(get_service)]
-Category = Literal["financial", "long_form", "generic"]
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -50,48 +45,54 @@ router = APIRouter(prefix="/documents", tags=["documents"])
         },
     },
 )
-async def upload(request: Request, principal: CurrentPrincipal, service: Service) -> Document:
+async def upload(request: Request, tx: UserTx, service: Service) -> Document:
     """Multipart upload (``file``, optional ``title`` and ``description``), streamed to disk."""
-    return await service.upload(request, principal.user_id)
+    declared = request.headers.get("content-length", "")
+    return await service.upload(
+        tx,
+        request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_length=int(declared) if declared.isdigit() else None,
+    )
 
 
 @router.get("", response_model=DocumentPage)
 async def list_documents(
-    principal: CurrentPrincipal,
+    tx: UserTx,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     q: Annotated[str | None, Query(max_length=200)] = None,
     category: Category | None = None,
-    status: Literal["queued", "processing", "ready", "failed"] | None = None,
+    status: Status | None = None,
 ) -> dict:
     items, total = await service.list_page(
-        principal.user_id, limit=limit, offset=offset, q=q, category=category, status=status
+        tx, limit=limit, offset=offset, q=q, category=category, status=status
     )
     return {"items": items, "total": total}
 
 
-@router.get("/search", response_model=SearchResponse)
+@router.get("/search", response_model=PassageList)
 async def search(
-    principal: CurrentPrincipal,
+    tx: UserTx,
     service: Service,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     document_id: uuid.UUID | None = None,
     category: Category | None = None,
 ) -> dict:
-    results = await service.search(principal.user_id, q, k=k, document_id=document_id, category=category)
-    return {"results": results}
+    """Hybrid (BM25 + vector) search in the caller's documents, as passages."""
+    return {"results": await service.search(tx, q, k=k, document_id=document_id, category=category)}
 
 
 @router.get("/{document_id}", response_model=DocumentOut)
-async def get_document(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Document:
-    return await service.get(principal.user_id, document_id)
+async def get_document(document_id: uuid.UUID, tx: UserTx, service: Service) -> Document:
+    return await service.get(tx, document_id)
 
 
 @router.get("/{document_id}/content")
-async def get_content(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> FileResponse:
-    document = await service.get(principal.user_id, document_id)
+async def get_content(document_id: uuid.UUID, tx: UserTx, service: Service) -> FileResponse:
+    document = await service.get(tx, document_id)
     return FileResponse(
         service.content_path(document), media_type=document.mime_type, filename=document.filename
     )
@@ -99,17 +100,17 @@ async def get_content(document_id: uuid.UUID, principal: CurrentPrincipal, servi
 
 @router.patch("/{document_id}", response_model=DocumentOut)
 async def update_document(
-    document_id: uuid.UUID, body: DocumentUpdate, principal: CurrentPrincipal, service: Service
+    document_id: uuid.UUID, body: DocumentUpdate, tx: UserTx, service: Service
 ) -> Document:
-    return await service.update(principal.user_id, document_id, body)
+    return await service.update(tx, document_id, body)
 
 
 @router.delete("/{document_id}", status_code=204)
-async def delete_document(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Response:
-    await service.delete(principal.user_id, document_id)
+async def delete_document(document_id: uuid.UUID, tx: UserTx, service: Service) -> Response:
+    await service.delete(tx, document_id)
     return Response(status_code=204)
 
 
 @router.post("/{document_id}/reindex", status_code=202, response_model=DocumentOut)
-async def reindex(document_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Document:
-    return await service.reindex(principal.user_id, document_id)
+async def reindex(document_id: uuid.UUID, tx: UserTx, service: Service) -> Document:
+    return await service.reindex(tx, document_id)

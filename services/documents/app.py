@@ -24,7 +24,7 @@ def create_app(settings: DocumentsSettings | None = None) -> FastAPI:
             embedder = create_embedder(settings)  # one model per process, loaded here, not per request
             store = open_vector_store(settings, embedder)
             arq = await create_arq_pool(settings.redis_url)
-            app.state.documents = DocumentsService(settings, app.state.session_factory, arq, store, embedder)
+            app.state.documents = DocumentsService(settings, arq, store, embedder)
             try:
                 yield
             finally:

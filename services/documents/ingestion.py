@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.documents.models import Document, Status
 from services.documents.settings import DocumentsSettings
 from services.documents.storage import document_dir, original_path, remove_tree
-from shared.db import user_session
+from shared.db import transaction
 from shared.embeddings import Embedder
 from shared.models import utcnow
 from shared.text.chunking import TextChunk, chunk, classify
@@ -38,7 +38,8 @@ class Ingestor:
     embedder: Embedder
 
     async def ingest(self, document_id: uuid.UUID, owner_id: uuid.UUID) -> str:
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             document = await session.get(Document, document_id)
             if document is None or document.deleted_at is not None:
                 return "gone"
@@ -47,12 +48,10 @@ class Ingestor:
                 document.status, document.progress = Status.FAILED, 0.0
                 document.error = f"Ingestion did not finish after {document.attempts} attempts"
                 document.updated_at = utcnow()
-                await session.commit()
                 return "failed"
             document.status, document.progress, document.error = Status.PROCESSING, 0.0, None
             document.attempts += 1
             document.updated_at = utcnow()
-            await session.commit()
             mime_type, title = document.mime_type, document.title
 
         path = original_path(self.settings.uploads_dir, owner_id, document_id)
@@ -77,7 +76,8 @@ class Ingestor:
             await self._embed_and_store(document_id, owner_id, title, category, part)
             await self._progress(document_id, owner_id, (start + len(part)) / len(chunks))
 
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             document = await session.get(Document, document_id)
             if document is None or document.deleted_at is not None:
                 # Deleted while we worked: do not leave its vectors behind.
@@ -87,7 +87,6 @@ class Ingestor:
             document.category, document.chunk_count = category, len(chunks)
             document.page_count = extracted.page_count
             document.updated_at = utcnow()
-            await session.commit()
         log.info("document_ready", document_id=str(document_id), chunks=len(chunks), category=category)
         return "ready"
 
@@ -123,36 +122,36 @@ class Ingestor:
         )
 
     async def _progress(self, document_id: uuid.UUID, owner_id: uuid.UUID, progress: float) -> None:
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             document = await session.get(Document, document_id)
             if document is not None:
                 document.progress = round(min(progress, 0.99), 4)
                 document.updated_at = utcnow()
-                await session.commit()
 
     async def _fail(self, document_id: uuid.UUID, owner_id: uuid.UUID, reason: str) -> None:
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             document = await session.get(Document, document_id)
             if document is not None:
                 document.status, document.error, document.progress = Status.FAILED, reason, 0.0
                 document.updated_at = utcnow()
-                await session.commit()
         log.info("document_failed", document_id=str(document_id), reason=reason)
 
     async def remove(self, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
         """Vectors first, then the file, then the row: a retry after a crash finishes the job."""
         await self.store.delete(owner_id, DOCUMENT_CHUNKS, {"document_id": str(document_id)})
         remove_tree(document_dir(self.settings.uploads_dir, owner_id, document_id))
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             await session.execute(delete(Document).where(Document.id == document_id))
-            await session.commit()
 
     async def purge_user(self, owner_id: uuid.UUID) -> int:
         """Everything of a deleted user: the whole vector tenant, every file, every row."""
         await self.store.drop_tenant(owner_id)
         remove_tree(self.settings.uploads_dir / str(owner_id))
-        async with user_session(self.sessions, owner_id) as session:
+        async with transaction(self.sessions, owner_id) as tx:
+            session = tx.session
             ids = (await session.scalars(select(Document.id))).all()
             await session.execute(delete(Document))
-            await session.commit()
         return len(ids)

@@ -9,6 +9,9 @@ from sqlalchemy import BigInteger, Column, MetaData
 from sqlmodel import Field, SQLModel
 
 from shared.models import timestamp, uuid_pk
+from shared.text.chunking import Category
+
+__all__ = ["Category", "Document", "Status"]
 
 SCHEMA = "documents"
 metadata = MetaData(schema=SCHEMA)

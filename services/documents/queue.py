@@ -5,7 +5,7 @@ import uuid
 
 from arq.connections import ArqRedis
 
-from shared.tasks import QUEUES
+from shared.registry import QUEUES
 
 INGEST_JOB = "ingest_document"
 DELETE_JOB = "delete_document"

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.documents.models import Category, Status
+
 
 class DocumentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -17,8 +19,8 @@ class DocumentOut(BaseModel):
     mime_type: str
     size: int
     sha256: str
-    category: str | None
-    status: str
+    category: Category | None
+    status: Status
     progress: float
     chunk_count: int
     page_count: int | None
@@ -35,16 +37,3 @@ class DocumentPage(BaseModel):
 class DocumentUpdate(BaseModel):
     title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
     description: Annotated[str, Field(max_length=4000)] | None = None
-
-
-class SearchResult(BaseModel):
-    document_id: uuid.UUID
-    title: str
-    chunk_index: int
-    page: int | None
-    snippet: str
-    score: float
-
-
-class SearchResponse(BaseModel):
-    results: list[SearchResult]

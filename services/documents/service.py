@@ -1,18 +1,23 @@
-"""Documents logic: upload, list, read, change, delete, re-index and search, always as the
-calling user (row-level security in Postgres, the user's own tenant in the vector store)."""
+"""Documents logic: upload, list, read, change, delete, re-index and search, always inside the
+caller's transaction (row-level security in Postgres, the user's own tenant in the vector store).
+
+Every method takes the :class:`~shared.db.Transaction` it works in, acting as its user; a route
+gets it from the ``UserTx`` dependency, a job or an importer opens it with ``transaction()``.
+Job enqueues run after the commit, so the worker never looks for a row that is not there yet.
+"""
 
 import uuid
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import Request
 
-from services.documents.models import Document, Status
+from services.documents.models import Category, Document, Status
 from services.documents.queue import enqueue_delete, enqueue_ingest
 from services.documents.schemas import DocumentUpdate
 from services.documents.settings import DocumentsSettings
@@ -23,15 +28,14 @@ from services.documents.storage import (
     receive_upload,
     remove_tree,
 )
-from shared.db import like_pattern, user_session
+from shared.db import Transaction, like_pattern
 from shared.embeddings import Embedder
-from shared.errors import ApiError
+from shared.errors import Conflict, Invalid, NotFound, UnsupportedMediaType
 from shared.models import utcnow
-from shared.text.chunking import snippet
+from shared.passages import Passage, chunk_text, hybrid_search
 from shared.text.extraction import detect_type
-from shared.vectors import DOCUMENT_CHUNKS, EmbeddingModelMismatch, VectorStore
+from shared.vectors import DOCUMENT_CHUNKS, VectorStore
 
-NOT_FOUND = ApiError(404, "not_found", "Document not found")
 MAX_DESCRIPTION = 4000
 log = structlog.get_logger(__name__)
 
@@ -40,68 +44,76 @@ def _live(query):
     return query.where(Document.deleted_at.is_(None))
 
 
+def _owner(tx: Transaction) -> uuid.UUID:
+    if tx.user_id is None:
+        raise RuntimeError("documents work inside a user's transaction (row-level security)")
+    return tx.user_id
+
+
+def _duplicate(existing: uuid.UUID | None = None) -> Conflict:
+    where = f" as document {existing}" if existing else ""
+    return Conflict(f"This file is already uploaded{where}", code="duplicate_document")
+
+
 @dataclass
 class DocumentsService:
     settings: DocumentsSettings
-    sessions: async_sessionmaker[AsyncSession]
     arq: ArqRedis
     store: VectorStore
     embedder: Embedder
 
-    def session(self, owner_id: uuid.UUID) -> AsyncSession:
-        return user_session(self.sessions, owner_id)
-
-    async def upload(self, request: Request, owner_id: uuid.UUID) -> Document:
+    async def upload(
+        self,
+        tx: Transaction,
+        body: AsyncIterable[bytes],
+        *,
+        content_type: str,
+        content_length: int | None = None,
+    ) -> Document:
+        """Store a ``multipart/form-data`` body (``file``, optional ``title``, ``description``)
+        as a new document of the transaction's user and queue its ingestion."""
+        owner_id = _owner(tx)
         document_id = uuid.uuid4()
         directory = document_dir(self.settings.uploads_dir, owner_id, document_id)
         try:
             received = await receive_upload(
-                request, directory / "upload.part", self.settings.max_upload_bytes
+                body, content_type, content_length, directory / "upload.part", self.settings.max_upload_bytes
             )
             if received.size == 0:
-                raise ApiError(422, "empty_file", "The file is empty")
+                raise Invalid("The file is empty", code="empty_file")
             mime_type = detect_type(received.head, received.filename)
             if mime_type is None:
-                raise ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "Only PDF, DOCX, text, Markdown, HTML and .eml files are accepted",
-                )
+                raise UnsupportedMediaType("Only PDF, DOCX, text, Markdown, HTML and .eml files are accepted")
             filename = display_filename(received.filename)
             title = (received.fields.get("title") or "").strip() or filename
             description = received.fields.get("description") or None
             if description is not None and len(description) > MAX_DESCRIPTION:
-                raise ApiError(422, "validation_error", f"description: at most {MAX_DESCRIPTION} characters")
-            async with self.session(owner_id) as session:
-                existing = await session.scalar(
-                    _live(select(Document.id)).where(Document.sha256 == received.sha256)
-                )
-                if existing is not None:
-                    raise ApiError(
-                        409,
-                        "duplicate_document",
-                        f"This file is already uploaded as document {existing}",
-                    )
-                received.path.rename(original_path(self.settings.uploads_dir, owner_id, document_id))
-                document = Document(
-                    id=document_id,
-                    owner_id=owner_id,
-                    title=title[:300],
-                    description=description,
-                    filename=filename,
-                    mime_type=mime_type,
-                    size=received.size,
-                    sha256=received.sha256,
-                )
-                session.add(document)
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    raise ApiError(409, "duplicate_document", "This file is already uploaded") from None
+                raise Invalid(f"description: at most {MAX_DESCRIPTION} characters")
+            existing = await tx.session.scalar(
+                _live(select(Document.id)).where(Document.sha256 == received.sha256)
+            )
+            if existing is not None:
+                raise _duplicate(existing)
+            received.path.rename(original_path(self.settings.uploads_dir, owner_id, document_id))
+            document = Document(
+                id=document_id,
+                owner_id=owner_id,
+                title=title[:300],
+                description=description,
+                filename=filename,
+                mime_type=mime_type,
+                size=received.size,
+                sha256=received.sha256,
+            )
+            tx.session.add(document)
+            try:
+                await tx.session.flush()
+            except IntegrityError:
+                raise _duplicate() from None
         except BaseException:
             remove_tree(directory)  # nothing of a refused upload stays on disk
             raise
-        await self._enqueue(enqueue_ingest, document_id, owner_id)  # after the commit: the row exists
+        tx.after_commit(lambda: self._enqueue(enqueue_ingest, document_id, owner_id))
         return document
 
     async def _enqueue(self, enqueue, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
@@ -114,13 +126,13 @@ class DocumentsService:
 
     async def list_page(
         self,
-        owner_id: uuid.UUID,
+        tx: Transaction,
         *,
         limit: int,
         offset: int,
-        q: str | None,
-        category: str | None,
-        status: str | None,
+        q: str | None = None,
+        category: Category | None = None,
+        status: Status | None = None,
     ) -> tuple[list[Document], int]:
         query = _live(select(Document))
         if q:
@@ -136,86 +148,78 @@ class DocumentsService:
             query = query.where(Document.category == category)
         if status:
             query = query.where(Document.status == status)
-        async with self.session(owner_id) as session:
-            total = await session.scalar(select(func.count()).select_from(query.subquery()))
-            page = query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
-            return list((await session.scalars(page)).all()), int(total or 0)
+        total = await tx.session.scalar(select(func.count()).select_from(query.subquery()))
+        page = query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
+        return list((await tx.session.scalars(page)).all()), int(total or 0)
 
-    async def get(self, owner_id: uuid.UUID, document_id: uuid.UUID) -> Document:
-        async with self.session(owner_id) as session:
-            return await self._get(session, document_id)
-
-    @staticmethod
-    async def _get(session: AsyncSession, document_id: uuid.UUID) -> Document:
-        document = await session.scalar(_live(select(Document)).where(Document.id == document_id))
+    async def get(self, tx: Transaction, document_id: uuid.UUID) -> Document:
+        document = await tx.session.scalar(_live(select(Document)).where(Document.id == document_id))
         if document is None:  # another user's id looks exactly like a missing one
-            raise NOT_FOUND
+            raise NotFound("Document not found")
         return document
 
-    def content_path(self, document: Document):
+    def content_path(self, document: Document) -> Path:
         return original_path(self.settings.uploads_dir, document.owner_id, document.id)
 
-    async def update(self, owner_id: uuid.UUID, document_id: uuid.UUID, data: DocumentUpdate) -> Document:
-        async with self.session(owner_id) as session:
-            document = await self._get(session, document_id)
-            for name, value in data.model_dump(exclude_unset=True).items():
-                if name == "title" and value is None:
-                    continue
-                setattr(document, name, value)
-            document.updated_at = utcnow()
-            await session.commit()
-            return document
+    async def update(self, tx: Transaction, document_id: uuid.UUID, data: DocumentUpdate) -> Document:
+        document = await self.get(tx, document_id)
+        for name, value in data.model_dump(exclude_unset=True).items():
+            if name == "title" and value is None:
+                continue
+            setattr(document, name, value)
+        document.updated_at = utcnow()
+        return document
 
-    async def delete(self, owner_id: uuid.UUID, document_id: uuid.UUID) -> None:
+    async def delete(self, tx: Transaction, document_id: uuid.UUID) -> None:
         """Hide at once; the worker removes vectors, file and row (and the cron retries it)."""
-        async with self.session(owner_id) as session:
-            document = await self._get(session, document_id)
-            document.deleted_at = document.updated_at = utcnow()
-            await session.commit()
-        await self._enqueue(enqueue_delete, document_id, owner_id)
+        document = await self.get(tx, document_id)
+        document.deleted_at = document.updated_at = utcnow()
+        owner_id = document.owner_id
+        tx.after_commit(lambda: self._enqueue(enqueue_delete, document_id, owner_id))
 
-    async def reindex(self, owner_id: uuid.UUID, document_id: uuid.UUID) -> Document:
-        async with self.session(owner_id) as session:
-            document = await self._get(session, document_id)
-            document.status, document.progress, document.error = Status.QUEUED, 0.0, None
-            document.attempts = 0
-            document.updated_at = utcnow()
-            await session.commit()
-        await self._enqueue(enqueue_ingest, document_id, owner_id)
+    async def reindex(self, tx: Transaction, document_id: uuid.UUID) -> Document:
+        document = await self.get(tx, document_id)
+        document.status, document.progress, document.error = Status.QUEUED, 0.0, None
+        document.attempts = 0
+        document.updated_at = utcnow()
+        owner_id = document.owner_id
+        tx.after_commit(lambda: self._enqueue(enqueue_ingest, document_id, owner_id))
         return document
 
     async def search(
-        self, owner_id: uuid.UUID, q: str, *, k: int, document_id: uuid.UUID | None, category: str | None
-    ) -> list[dict]:
+        self,
+        tx: Transaction,
+        q: str,
+        *,
+        k: int,
+        document_id: uuid.UUID | None = None,
+        category: Category | None = None,
+    ) -> list[Passage]:
         where: dict[str, str] = {}
         if document_id is not None:
             where["document_id"] = str(document_id)
         if category:
             where["category"] = category
-        vector = await self.embedder.embed_query(q)  # once per request
-        try:
-            hits = await self.store.search(
-                owner_id, DOCUMENT_CHUNKS, vector, k, where=where or None, query_text=q
-            )
-        except EmbeddingModelMismatch as exc:
-            raise ApiError(409, "reindex_required", str(exc)) from None
+        hits = await hybrid_search(self.store, self.embedder, _owner(tx), DOCUMENT_CHUNKS, q, k, where)
         ids = {uuid.UUID(str(hit.properties["document_id"])) for hit in hits}
-        async with self.session(owner_id) as session:
-            rows = (
-                await session.execute(_live(select(Document.id, Document.title)).where(Document.id.in_(ids)))
-                if ids
-                else []
-            )
-            titles = {row.id: row.title for row in rows}
+        rows = (
+            await tx.session.execute(_live(select(Document.id, Document.title)).where(Document.id.in_(ids)))
+            if ids
+            else []
+        )
+        titles = {row.id: row.title for row in rows}  # deleted documents drop out here
         return [
-            {
-                "document_id": doc_id,
-                "title": titles[doc_id],
-                "chunk_index": hit.properties["chunk_index"],
-                "page": hit.properties.get("page"),
-                "snippet": snippet(str(hit.properties.get("text", ""))),
-                "score": hit.score,
-            }
+            Passage(
+                kind="document",
+                chunk_id=hit.id,
+                document_id=doc_id,
+                title=titles[doc_id],
+                page=hit.properties.get("page"),
+                start=hit.properties.get("start"),
+                end=hit.properties.get("end"),
+                text=chunk_text(hit),
+                score=hit.score,
+            )
             for hit in hits
             if (doc_id := uuid.UUID(str(hit.properties["document_id"]))) in titles
         ]

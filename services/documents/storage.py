@@ -6,18 +6,20 @@ import re
 import shutil
 import unicodedata
 import uuid
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import structlog
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
 
-from shared.errors import ApiError
+from shared.errors import DomainError, Invalid, TooLarge, UnsupportedMediaType
 
 SNIFF_BYTES = 8192
 MAX_FIELD_BYTES = 8192
 ORIGINAL = "original"
+log = structlog.get_logger(__name__)
 _MULTIPART_OVERHEAD = 64 * 1024  # headers and small fields around the file part
 
 
@@ -79,16 +81,21 @@ class _Events:
         return items
 
 
-async def receive_upload(request: Request, destination: Path, max_bytes: int) -> ReceivedUpload:
+async def receive_upload(
+    body: AsyncIterable[bytes],
+    content_type_header: str,
+    content_length: int | None,
+    destination: Path,
+    max_bytes: int,
+) -> ReceivedUpload:
     """Stream a ``multipart/form-data`` body: the ``file`` part goes to ``destination``, small
-    text fields are kept. 413 as soon as the file passes ``max_bytes``; 422/415 on bad input.
-    On any error the partial file is removed."""
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    text fields are kept. Too large as soon as the file passes ``max_bytes``; invalid or
+    unsupported input is refused. On any error the partial file is removed."""
+    content_type, params = parse_options_header(content_type_header)
     if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError(415, "unsupported_media_type", "Send the file as multipart/form-data")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + _MULTIPART_OVERHEAD:
-        raise ApiError(413, "file_too_large", f"The file is larger than {max_bytes} bytes")
+        raise UnsupportedMediaType("Send the file as multipart/form-data")
+    if content_length is not None and content_length > max_bytes + _MULTIPART_OVERHEAD:
+        raise TooLarge(f"The file is larger than {max_bytes} bytes", code="file_too_large")
 
     events = _Events()
     parser = MultipartParser(params[b"boundary"], events.callbacks())
@@ -98,7 +105,7 @@ async def receive_upload(request: Request, destination: Path, max_bytes: int) ->
     try:
         async with await anyio.open_file(destination, "wb") as out:
             state = _PartState()
-            async for chunk in request.stream():
+            async for chunk in body:
                 parser.write(chunk)
                 for kind, data in events.drain():
                     await state.handle(kind, data, upload, hasher, out, max_bytes)
@@ -106,13 +113,14 @@ async def receive_upload(request: Request, destination: Path, max_bytes: int) ->
             for kind, data in events.drain():
                 await state.handle(kind, data, upload, hasher, out, max_bytes)
         if not state.saw_file:
-            raise ApiError(422, "validation_error", "file: a file part named 'file' is required")
-    except ApiError:
+            raise Invalid("file: a file part named 'file' is required")
+    except DomainError:
         await anyio.Path(destination).unlink(missing_ok=True)
         raise
-    except Exception as exc:  # malformed multipart from python-multipart
+    except Exception as exc:  # malformed multipart from python-multipart: its words stay in the log
         await anyio.Path(destination).unlink(missing_ok=True)
-        raise ApiError(422, "invalid_multipart", f"The upload is not valid multipart data: {exc}") from None
+        log.info("invalid_multipart", error=str(exc)[:200])
+        raise Invalid("The upload is not valid multipart data", code="invalid_multipart") from None
     upload.sha256 = hasher.hexdigest()
     return upload
 
@@ -146,14 +154,14 @@ class _PartState:
             self.is_file = self.name == "file"
             if self.is_file:
                 if self.saw_file:
-                    raise ApiError(422, "validation_error", "file: send exactly one file")
+                    raise Invalid("file: send exactly one file")
                 self.saw_file = True
                 raw = params.get(b"filename")
                 upload.filename = raw.decode("utf-8", "replace") if raw is not None else None
         elif kind == "data" and self.is_file:
             upload.size += len(data)
             if upload.size > max_bytes:
-                raise ApiError(413, "file_too_large", f"The file is larger than {max_bytes} bytes")
+                raise TooLarge(f"The file is larger than {max_bytes} bytes", code="file_too_large")
             if len(upload.head) < SNIFF_BYTES:
                 upload.head += data[: SNIFF_BYTES - len(upload.head)]
             hasher.update(data)
@@ -161,6 +169,6 @@ class _PartState:
         elif kind == "data":
             self.value += data
             if len(self.value) > MAX_FIELD_BYTES:
-                raise ApiError(422, "validation_error", f"{self.name}: value too long")
+                raise Invalid(f"{self.name}: value too long")
         elif kind == "end" and not self.is_file and self.name:
             upload.fields[self.name] = self.value.decode("utf-8", "replace")

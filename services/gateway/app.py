@@ -15,16 +15,13 @@ from shared.auth import JwksKeys, RevocationList, TokenVerifier
 from shared.health import redis_check
 from shared.logging import configure_logging
 from shared.redis import create_redis
+from shared.registry import ROUTED
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("gateway", settings.log_level)
-    upstreams = {
-        "auth": Upstream("auth", settings.auth_url.rstrip("/")),
-        "documents": Upstream("documents", settings.documents_url.rstrip("/")),
-        "mail": Upstream("mail", settings.mail_url.rstrip("/")),
-    }
+    upstreams = {service.name: Upstream(service.name, service.url()) for service in ROUTED}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

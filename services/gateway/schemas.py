@@ -2,26 +2,12 @@
 
 from dataclasses import dataclass
 
-# prefix -> upstream service name
-ROUTES: dict[str, str] = {
-    "auth": "auth",
-    "admin": "auth",
-    "documents": "documents",
-    "queries": "documents",
-    "mail": "mail",
-}
+from shared.registry import ROUTED
 
-# (method, path) pairs reachable without an access token.
-PUBLIC_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("POST", "/auth/register"),
-        ("POST", "/auth/token"),
-        ("POST", "/auth/refresh"),
-        ("POST", "/auth/logout"),
-        ("GET", "/auth/.well-known/jwks.json"),
-        ("GET", "/mail/oauth/callback"),
-    }
-)
+# prefix -> upstream service name, and the (method, path) pairs reachable without a token:
+# both from the service registry.
+ROUTES: dict[str, str] = {prefix: service.name for service in ROUTED for prefix in service.prefixes}
+PUBLIC_ENDPOINTS: frozenset[tuple[str, str]] = frozenset().union(*(service.public for service in ROUTED))
 
 # Identity is proven by the token alone: a client must never assert it in a header.
 STRIPPED_REQUEST_HEADERS = frozenset(

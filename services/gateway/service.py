@@ -20,7 +20,8 @@ from services.gateway.schemas import (
     Upstream,
 )
 from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, unauthorized
-from shared.errors import ApiError
+from shared.errors import Unavailable, UpstreamFailed, UpstreamTimeout
+from shared.openapi import merge_documents
 from shared.ratelimit import RedisRateLimit
 
 
@@ -103,15 +104,11 @@ class Proxy:
                 allow_redirects=False,
             )
         except aiohttp.ClientConnectorError:
-            raise ApiError(
-                503, "service_unavailable", f"The {upstream.name} service is unavailable"
-            ) from None
+            raise Unavailable(f"The {upstream.name} service is unavailable") from None
         except TimeoutError:
-            raise ApiError(
-                504, "upstream_timeout", f"The {upstream.name} service did not answer in time"
-            ) from None
+            raise UpstreamTimeout(f"The {upstream.name} service did not answer in time") from None
         except aiohttp.ClientError:
-            raise ApiError(502, "bad_gateway", f"The {upstream.name} service broke the connection") from None
+            raise UpstreamFailed(f"The {upstream.name} service broke the connection") from None
         headers = {
             name: value
             for name, value in response.headers.items()
@@ -168,17 +165,6 @@ class OpenApiMerger:
 
     async def _build(self) -> tuple[dict[str, Any], bool]:
         specs = await asyncio.gather(*(self._fetch(u) for u in self._upstreams))
-        merged: dict[str, Any] = {
-            "openapi": "3.1.0",
-            "info": {"title": "Personal AI assistant API", "version": "1.0.0"},
-            "paths": {},
-            "components": {
-                "schemas": {},
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            },
-            "security": [{"bearer": []}],
-        }
-        for spec in specs:
-            merged["paths"].update(spec.get("paths", {}))
-            merged["components"]["schemas"].update(spec.get("components", {}).get("schemas", {}))
+        documents = {upstream.name: spec for upstream, spec in zip(self._upstreams, specs, strict=True)}
+        merged = merge_documents(documents, title="Personal AI assistant API", version="1.0.0")
         return merged, all(specs)

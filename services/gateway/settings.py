@@ -6,9 +6,8 @@ from shared.config import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
-    auth_url: str = "http://127.0.0.1:8001"
-    documents_url: str = "http://127.0.0.1:8002"
-    mail_url: str = "http://127.0.0.1:8003"
+    """Upstream URLs are not here: each service's ``PAI_<NAME>_URL`` is read through the
+    service registry (``shared.registry``)."""
 
     # Per user (per client IP for anonymous requests); syntax of the `limits` package.
     rate_limit: str = "1200/minute"

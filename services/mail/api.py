@@ -2,11 +2,12 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from services.mail.classification import EmailType
 from services.mail.schemas import (
     AccountList,
     AccountOut,
@@ -14,11 +15,11 @@ from services.mail.schemas import (
     ConnectResponse,
     EmailOut,
     EmailPage,
-    SearchResponse,
     SyncOut,
 )
 from services.mail.service import EmailFilters, MailService
-from shared.deps import CurrentPrincipal
+from shared.deps import UserTx
+from shared.passages import PassageList
 
 
 def get_service(request: Request) -> MailService:
@@ -26,15 +27,14 @@ def get_service(request: Request) -> MailService:
 
 
 Service = Annotated[MailService, Depends(get_service)]
-EmailType = Literal["business", "personal", "promotional", "transactional", "support", "generic"]
 
 router = APIRouter(prefix="/mail", tags=["mail"])
 
 
 @router.post("/accounts/gmail/connect", response_model=ConnectResponse)
-async def connect_gmail(principal: CurrentPrincipal, service: Service) -> dict:
+async def connect_gmail(tx: UserTx, service: Service) -> dict:
     """The Google consent URL to send the browser to (PKCE, offline access, 10-minute state)."""
-    return {"authorization_url": await service.connect(principal.user_id)}
+    return {"authorization_url": await service.connect(tx)}
 
 
 @router.get("/oauth/callback", include_in_schema=True, status_code=302)
@@ -49,36 +49,34 @@ async def oauth_callback(
 
 
 @router.get("/accounts", response_model=AccountList)
-async def list_accounts(principal: CurrentPrincipal, service: Service) -> dict:
-    return {"items": await service.list_accounts(principal.user_id)}
+async def list_accounts(tx: UserTx, service: Service) -> dict:
+    return {"items": await service.list_accounts(tx)}
 
 
 @router.patch("/accounts/{account_id}", response_model=AccountOut)
-async def update_account(
-    account_id: uuid.UUID, body: AccountUpdate, principal: CurrentPrincipal, service: Service
-) -> dict:
-    return await service.update_account(principal.user_id, account_id, body.sync_enabled)
+async def update_account(account_id: uuid.UUID, body: AccountUpdate, tx: UserTx, service: Service) -> dict:
+    return await service.update_account(tx, account_id, body.sync_enabled)
 
 
 @router.delete("/accounts/{account_id}", status_code=204)
-async def delete_account(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Response:
-    await service.delete_account(principal.user_id, account_id)
+async def delete_account(account_id: uuid.UUID, tx: UserTx, service: Service) -> Response:
+    await service.delete_account(tx, account_id)
     return Response(status_code=204)
 
 
 @router.post("/accounts/{account_id}/sync", status_code=202, response_model=SyncOut)
-async def request_sync(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service):
-    return await service.request_sync(principal.user_id, account_id)
+async def request_sync(account_id: uuid.UUID, tx: UserTx, service: Service):
+    return await service.request_sync(tx, account_id)
 
 
 @router.get("/accounts/{account_id}/sync", response_model=SyncOut)
-async def sync_status(account_id: uuid.UUID, principal: CurrentPrincipal, service: Service):
-    return await service.last_sync(principal.user_id, account_id)
+async def sync_status(account_id: uuid.UUID, tx: UserTx, service: Service):
+    return await service.last_sync(tx, account_id)
 
 
 @router.get("/emails", response_model=EmailPage)
 async def list_emails(
-    principal: CurrentPrincipal,
+    tx: UserTx,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -92,31 +90,31 @@ async def list_emails(
     q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict:
     filters = EmailFilters(account_id, type, sender, label, is_read, after, before, q)
-    items, total = await service.list_emails(principal.user_id, filters, limit=limit, offset=offset)
+    items, total = await service.list_emails(tx, filters, limit=limit, offset=offset)
     return {"items": items, "total": total}
 
 
 @router.get("/emails/{email_id}", response_model=EmailOut)
-async def get_email(email_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> dict:
-    return await service.get_email(principal.user_id, email_id)
+async def get_email(email_id: uuid.UUID, tx: UserTx, service: Service) -> dict:
+    return await service.get_email(tx, email_id)
 
 
 @router.get("/emails/{email_id}/attachments/{attachment_id}")
 async def get_attachment(
-    email_id: uuid.UUID, attachment_id: uuid.UUID, principal: CurrentPrincipal, service: Service
+    email_id: uuid.UUID, attachment_id: uuid.UUID, tx: UserTx, service: Service
 ) -> FileResponse:
-    attachment, path = await service.attachment(principal.user_id, email_id, attachment_id)
+    attachment, path = await service.attachment(tx, email_id, attachment_id)
     return FileResponse(path, media_type=attachment.mime_type, filename=attachment.filename)
 
 
-@router.get("/search", response_model=SearchResponse)
+@router.get("/search", response_model=PassageList)
 async def search(
-    principal: CurrentPrincipal,
+    tx: UserTx,
     service: Service,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     k: Annotated[int, Query(ge=1, le=50)] = 10,
     account_id: uuid.UUID | None = None,
     type: EmailType | None = None,
 ) -> dict:
-    results = await service.search(principal.user_id, q, k=k, account_id=account_id, email_type=type)
+    results = await service.search(tx, q, k=k, account_id=account_id, email_type=type)
     return {"results": results}

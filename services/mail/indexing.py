@@ -3,7 +3,7 @@
 Chunks are thread-aware: quoted earlier messages are cut (each is its own email, indexed on
 its own), and every chunk carries the subject and sender, so "what did Anna say about the
 invoice" finds the reply even when its body never says "invoice". Attachments kept by the
-sync (PDF, DOCX, text) are extracted with the documents service's extractors and embedded
+sync (PDF, DOCX, text) are extracted with the shared extractors and embedded
 with ``attachment_id``. Chunk ids are uuid5 of the email, so a re-run overwrites.
 """
 
@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.mail.mailbox import attachment_path
 from services.mail.models import Email, EmailAccount, EmailAttachment
 from services.mail.settings import MailSettings
-from shared.db import user_session
+from shared.db import transaction
 from shared.embeddings import Embedder
 from shared.models import utcnow
-from shared.text.chunking import ChunkSizes, chunk
+from shared.text.chunking import ChunkSizes, TextChunk, chunk
 from shared.text.extraction import Extracted, ExtractionError, Page, extract
 from shared.vectors import EMAIL_CHUNKS, VectorChunk, VectorStore
 
@@ -36,11 +36,18 @@ _QUOTE_INTRO = re.compile(r"^(?:On .{0,200}wrote:|-{2,}\s*Original Message\s*-{2
 
 @dataclass(frozen=True)
 class PendingChunk:
+    """``text`` is a context prefix (subject, sender, attachment name) then the passage, which
+    stands at ``start:end`` of the body's own text or the attachment's extracted text."""
+
     id: uuid.UUID
     email: Email
     attachment_id: uuid.UUID | None
-    index: int
-    text: str
+    piece: TextChunk
+    prefix: str
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.piece.text
 
 
 def own_text(body: str) -> str:
@@ -60,11 +67,12 @@ def header(email: Email) -> str:
     return f"Subject: {email.subject}\nFrom: {sender}\n\n"
 
 
-def email_chunks(email: Email, sizes: ChunkSizes) -> list[tuple[int, str]]:
+def email_chunks(email: Email, sizes: ChunkSizes) -> list[TextChunk]:
+    """The body's own text (quotes cut) in chunks; one empty chunk for an empty body, so the
+    subject and sender are still searchable."""
     body = own_text(email.body_text) or email.snippet
     pieces = chunk(Extracted([Page(None, body)], None), "generic", sizes) if body else []
-    texts = [piece.text for piece in pieces] or [""]
-    return [(i, header(email) + text) for i, text in enumerate(texts)]
+    return pieces or [TextChunk(0, "", None, 0, 0)]
 
 
 @dataclass
@@ -82,7 +90,8 @@ class Indexer:
         """Embed every email of the account not embedded yet; returns how many."""
         done = 0
         while True:
-            async with user_session(self.sessions, owner_id) as session:
+            async with transaction(self.sessions, owner_id) as tx:
+                session = tx.session
                 emails = list(
                     (
                         await session.scalars(
@@ -113,13 +122,13 @@ class Indexer:
             for email_id in ids:  # a re-index may have fewer chunks than last time
                 await self.store.delete(owner_id, EMAIL_CHUNKS, {"email_id": str(email_id)})
             await self._embed(owner_id, pending)
-            async with user_session(self.sessions, owner_id) as session:
+            async with transaction(self.sessions, owner_id) as tx:
+                session = tx.session
                 if await session.get(EmailAccount, account_id) is None:
                     # Disconnected while we embedded: leave no vectors behind.
                     await self.store.delete(owner_id, EMAIL_CHUNKS, {"account_id": str(account_id)})
                     return done
                 await session.execute(update(Email).where(Email.id.in_(ids)).values(indexed_at=utcnow()))
-                await session.commit()
             done += len(emails)
             log.info("emails_indexed", account_id=str(account_id), emails=len(emails), chunks=len(pending))
 
@@ -127,9 +136,9 @@ class Indexer:
         self, emails: Sequence[Email], attachments: Sequence[EmailAttachment]
     ) -> list[PendingChunk]:
         pending = [
-            PendingChunk(uuid.uuid5(email.id, f"body-{index}"), email, None, index, text)
+            PendingChunk(uuid.uuid5(email.id, f"body-{piece.index}"), email, None, piece, header(email))
             for email in emails
-            for index, text in email_chunks(email, self.sizes)
+            for piece in email_chunks(email, self.sizes)
         ]
         by_id = {email.id: email for email in emails}
         for attachment in attachments:
@@ -144,9 +153,8 @@ class Indexer:
                 continue
             prefix = f"{header(email)}Attachment: {attachment.filename}\n\n"
             for piece in chunk(extracted, "generic", self.sizes):
-                index = piece.index
-                chunk_id = uuid.uuid5(email.id, f"attachment-{attachment.id}-{index}")
-                pending.append(PendingChunk(chunk_id, email, attachment.id, index, prefix + piece.text))
+                chunk_id = uuid.uuid5(email.id, f"attachment-{attachment.id}-{piece.index}")
+                pending.append(PendingChunk(chunk_id, email, attachment.id, piece, prefix))
         return pending
 
     async def _embed(self, owner_id: uuid.UUID, pending: Sequence[PendingChunk]) -> None:
@@ -164,12 +172,15 @@ class Indexer:
                         properties={
                             "email_id": str(p.email.id),
                             "account_id": str(p.email.account_id),
-                            "chunk_index": p.index,
+                            "chunk_index": p.piece.index,
                             "subject": p.email.subject,
                             "sender": p.email.sender_address or "",
                             "sent_at": p.email.sent_at.isoformat() if p.email.sent_at else None,
                             "email_type": p.email.email_type,
                             "attachment_id": str(p.attachment_id) if p.attachment_id else None,
+                            "page": p.piece.page,
+                            "start": p.piece.start,
+                            "end": p.piece.end,
                             "text": p.text,
                         },
                     )

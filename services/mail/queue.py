@@ -6,7 +6,7 @@ import uuid
 
 from arq.connections import ArqRedis
 
-from shared.tasks import QUEUES
+from shared.registry import QUEUES
 
 SYNC_JOB = "sync_account"
 INDEX_JOB = "index_account"

@@ -5,6 +5,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from services.mail.classification import EmailType
+from services.mail.models import AccountStatus, SyncMode, SyncState
+
 
 class ConnectResponse(BaseModel):
     authorization_url: str
@@ -16,7 +19,7 @@ class AccountOut(BaseModel):
     id: uuid.UUID
     provider: str
     address: str
-    status: str
+    status: AccountStatus
     sync_enabled: bool
     last_sync_at: datetime | None
     message_count: int = 0
@@ -39,8 +42,8 @@ class SyncOut(BaseModel):
 
     id: uuid.UUID
     account_id: uuid.UUID
-    state: str
-    mode: str | None
+    state: SyncState
+    mode: SyncMode | None
     processed: int
     total: int | None
     started_at: datetime | None
@@ -76,7 +79,7 @@ class EmailSummary(BaseModel):
     labels: list[str]
     is_read: bool
     is_important: bool
-    email_type: str
+    email_type: EmailType
     has_attachments: bool = False
 
 
@@ -93,17 +96,3 @@ class EmailOut(EmailSummary):
     size: int
     is_malformed: bool
     attachments: list[AttachmentOut]
-
-
-class SearchResult(BaseModel):
-    email_id: uuid.UUID
-    subject: str
-    sender: str | None
-    sent_at: datetime | None
-    snippet: str
-    score: float
-    attachment_id: uuid.UUID | None = None
-
-
-class SearchResponse(BaseModel):
-    results: list[SearchResult]

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,7 +34,7 @@ from services.mail.models import AccountStatus, EmailAccount, SyncMode, SyncRun,
 from services.mail.parsing import parse_message
 from services.mail.settings import MailSettings
 from services.mail.tokens import AccountGone, AccountTokens
-from shared.db import user_session
+from shared.db import Transaction, user_session
 from shared.models import utcnow
 from shared.vectors import VectorStore
 
@@ -432,3 +432,30 @@ async def queue_run(
     except IntegrityError:
         return (await session.scalar(active)), False
     return run, True
+
+
+@dataclass(frozen=True)
+class RecoverableWork:
+    """What the worker's cron must (re-)enqueue, as (id, owner) pairs, read from Postgres."""
+
+    due: list[tuple[uuid.UUID, uuid.UUID]]  # accounts whose periodic sync is due
+    stale: list[tuple[uuid.UUID, uuid.UUID]]  # runs queued or running too long (lost or killed)
+    unindexed: list[tuple[uuid.UUID, uuid.UUID]]  # accounts with mail not embedded yet
+
+
+async def recoverable_work(tx: Transaction, *, interval_seconds: int, stale_seconds: int) -> RecoverableWork:
+    """Across users, through SECURITY DEFINER functions that return only ids and owners."""
+
+    async def pairs(sql: str, **params: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        return [(row[0], row[1]) for row in (await tx.session.execute(text(sql), params)).all()]
+
+    return RecoverableWork(
+        due=await pairs(
+            "SELECT account_id, owner_id FROM mail.accounts_due_for_sync(:interval)",
+            interval=interval_seconds,
+        ),
+        stale=await pairs(
+            "SELECT run_id, owner_id FROM mail.syncs_needing_work(:stale)", stale=stale_seconds
+        ),
+        unindexed=await pairs("SELECT account_id, owner_id FROM mail.accounts_needing_index()"),
+    )
