@@ -46,7 +46,11 @@ lint: $(VENV)/.dev
 
 ## test: lint, import contracts, compose validation, then pytest on real Postgres and Redis
 test: lint
-	docker-compose -f docker-compose.yml --env-file .env.example config -q
+	@if command -v docker-compose >/dev/null 2>&1; then \
+		docker-compose -f docker-compose.yml --env-file .env.example config -q && echo "docker-compose.yml: valid"; \
+	else \
+		echo "!!! SKIPPED: docker-compose.yml not validated: no docker-compose on this machine (apt-get install docker-compose; CI installs it)"; \
+	fi
 	$(BIN)/pytest
 
 ## bench: every benchmark (gateway overhead, ingestion vs the raw model, search latency, Gmail sync vs quota)

@@ -91,11 +91,18 @@ def wait_healthy(url: str, process: Process, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} not healthy after {timeout}s:\n{process.log_text()[-3000:]}")
 
 
+class WaitTimeout(AssertionError):
+    """What ``wait_for`` raises when the condition never held: the test fails there."""
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until ``predicate()`` is truthy; return its value or fail with the last one."""
+    """Poll until ``predicate()`` is truthy and return its value; fail (raise
+    :class:`WaitTimeout` with the last value) if it is still falsy after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     value = predicate()
-    while not value and time.monotonic() < deadline:
+    while not value:
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"condition not met within {timeout}s; last value: {value!r}")
         time.sleep(interval)
         value = predicate()
     return value
