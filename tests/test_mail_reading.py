@@ -261,3 +261,24 @@ async def test_row_level_security_hides_every_mail_table_without_the_user_contex
         assert await conn.fetchval("SELECT count(*) FROM mail.claim_oauth_session('no such state')") == 0
     finally:
         await conn.close()
+
+
+async def test_an_account_whose_token_cannot_be_decrypted_can_be_listed_and_disconnected(
+    gateway, new_account, db
+):
+    """Token keys lost or rotated away: the account is still shown and can be removed (no 500)."""
+    user = await new_account("lostkey")
+    account_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO mail.email_accounts (id, owner_id, provider, address, status, sync_enabled, "
+        "access_token, refresh_token, token_expires_at, scopes, created_at, updated_at) "
+        "VALUES ($1, $2, 'gmail', 'lost@example.com', 'active', true, 'not-a-fernet-token', "
+        "'neither-is-this', now(), '', now(), now())",
+        account_id,
+        uuid.UUID(user.id),
+    )
+    listed = await gateway.get("/mail/accounts", headers=user.headers)
+    assert listed.status_code == 200 and [a["id"] for a in listed.json()["items"]] == [str(account_id)]
+    deleted = await gateway.delete(f"/mail/accounts/{account_id}", headers=user.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert await db.fetchval("SELECT count(*) FROM mail.email_accounts WHERE id = $1", account_id) == 0
