@@ -18,12 +18,12 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@
 
-## run: create the venv, the database, the dev signing key; start every process (Ctrl-C stops all)
+## run: create the venv, the database, the dev keys; start every process under supervision (Ctrl-C stops all)
 run: $(VENV)/.runtime
 	$(BIN)/python -m shared.migrate --create-database
 	$(BIN)/python -m services.auth keygen
 	$(BIN)/python -m services.mail keygen
-	$(BIN)/honcho start -f Procfile
+	$(BIN)/python infra/supervise.py Procfile
 
 ## migrate: create schemas and roles, run every service's migrations (idempotent)
 migrate: $(VENV)/.runtime

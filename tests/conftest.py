@@ -1,5 +1,5 @@
 """Test fixtures: a fresh PostgreSQL database per session, a Redis db flushed at start, and
-the real processes (started by honcho from the Procfile, exactly as ``make run`` does)."""
+the real processes (the Procfile under supervisord, exactly as ``make run`` starts them)."""
 
 import asyncio
 import os
@@ -123,7 +123,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
-    """Every process of ``make run`` (gateway, services, workers) under honcho."""
+    """Every process of ``make run`` (gateway, services, workers), supervised as it does."""
     ports = {name: free_port() for name in ("gateway", "auth", "documents", "mail")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
@@ -133,8 +133,8 @@ def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
         "PAI_JWKS_URL": f"{urls['auth']}/auth/.well-known/jwks.json",
         "PAI_OAUTH_REDIRECT_URI": f"{urls['gateway']}/mail/oauth/callback",
     }
-    log = tmp_path_factory.mktemp("stack") / "honcho.log"
-    process = Process(python("-m", "honcho", "start", "-f", "Procfile"), env, log).start()
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    process = Process(python("infra/supervise.py", "Procfile"), env, log).start()
     try:
         for url in urls.values():
             wait_healthy(f"{url}/healthz", process)

@@ -61,7 +61,7 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def json_lines(self) -> list[dict]:
-        """Every JSON object logged (honcho prefixes lines with ``name | ``)."""
+        """Every JSON object logged (a ``name | `` prefix before it, if any, is skipped)."""
         records = []
         for line in self.log_text().splitlines():
             _, _, payload = line.rpartition(" | ") if " | {" in line else ("", "", line)

@@ -1,4 +1,4 @@
-"""End to end: the processes `make run` starts (honcho + Procfile), driven through the gateway."""
+"""End to end: the processes `make run` starts (the Procfile, supervised), driven through the gateway."""
 
 import psutil
 
@@ -8,8 +8,8 @@ PROCFILE_PROCESSES = 7  # gateway, auth, auth-worker, documents, documents-worke
 
 
 def test_every_procfile_process_is_running(stack):
-    honcho = psutil.Process(stack.process.pid)
-    commands = [" ".join(child.cmdline()) for child in honcho.children(recursive=True)]
+    supervisor = psutil.Process(stack.process.pid)
+    commands = [" ".join(child.cmdline()) for child in supervisor.children(recursive=True)]
     services = [c for c in commands if c.startswith("python -m services.")]
     assert len(services) == PROCFILE_PROCESSES, commands
     for name in (

@@ -282,6 +282,9 @@ async def test_email_chunks(store: VectorStore, new_user) -> None:
                 "sent_at": "2025-03-01T10:00:00+00:00",
                 "email_type": "attachment" if i % 2 else "body",
                 "attachment_id": f"att-{i}" if i % 2 else None,
+                "page": 2 if i % 2 else None,
+                "start": 10 * i,
+                "end": 10 * i + 12,
                 "text": f"email part {i}",
             },
         )
