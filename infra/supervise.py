@@ -38,7 +38,9 @@ def supervisord_config(programs: dict[str, str], state_dir: Path) -> str:
     sections = [
         "[supervisord]",
         "nodaemon=true",
-        "logfile=/dev/stdout",  # start, exit and restart events, next to the processes' output
+        # In the foreground supervisord prints its events (spawned, exited, restarted) to stdout,
+        # next to the processes' output; no second copy in a log file.
+        "logfile=/dev/null",
         "logfile_maxbytes=0",
         f"pidfile={state_dir / 'supervisord.pid'}",
         "loglevel=info",

@@ -85,9 +85,6 @@ SERVICES: tuple[Service, ...] = (
         worker=True,
         purges=True,
     ),
-    # The local embedding model, one copy for every process (OpenAI-compatible /v1/embeddings).
-    # Internal only: no gateway prefix, no data.
-    Service("embeddings", 8005),
 )
 
 BY_NAME: Mapping[str, Service] = {service.name: service for service in SERVICES}

@@ -1,0 +1,45 @@
+"""The service registry agrees with what starts the services: the Procfile (``make run``,
+supervised) and docker compose, and with the gateway's routing."""
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from services.gateway.schemas import PUBLIC_ENDPOINTS, ROUTES
+from shared.registry import PURGE_SERVICES, QUEUES, SERVICES, WITH_SCHEMA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("supervise", ROOT / "infra" / "supervise.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_procfile(ROOT / "Procfile")
+
+
+def test_every_registered_service_is_started_by_make_run_and_compose():
+    processes = procfile()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for service in SERVICES:
+        command = processes[service.name]
+        assert command.startswith(f"python -m services.{service.name} serve"), command
+        assert f"${{{service.port_setting}:-{service.port}}}" in command
+        assert service.name in compose
+        if service.worker:
+            assert processes[f"{service.name}-worker"] == f"python -m services.{service.name} worker"
+            assert f"{service.name}-worker" in compose
+    expected = {"gateway"} | {s.name for s in SERVICES} | {f"{s.name}-worker" for s in SERVICES if s.worker}
+    assert set(processes) == expected
+
+
+def test_gateway_routes_and_purges_come_from_the_registry():
+    assert {prefix: s.name for s in SERVICES for prefix in s.prefixes} == ROUTES
+    assert ("GET", "/mail/oauth/callback") in PUBLIC_ENDPOINTS
+    assert ("POST", "/auth/token") in PUBLIC_ENDPOINTS
+    assert "queries" not in ROUTES  # claimed by the assistant service once it exists
+    assert set(PURGE_SERVICES) == {"documents", "mail"}
+    assert QUEUES == {"auth": "pai:auth", "documents": "pai:documents", "mail": "pai:mail"}
+    assert [s.schema for s in WITH_SCHEMA] == ["auth", "documents", "mail"]
