@@ -96,7 +96,7 @@ from gateway import CpuMeter, log_in
 
 from services.mail.crypto import generate_key
 from services.mail.indexing import email_chunks, header
-from services.mail.parsing import attachment_bytes, parse_message
+from shared.text.mail import attachment_bytes, parse_message
 from services.mail.settings import MailSettings
 from shared.embeddings import EmbeddingSettings, create_embedder
 from shared.tasks import QUEUES

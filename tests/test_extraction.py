@@ -11,6 +11,7 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
+from shared.text.chunking import chunk
 from shared.text.extraction import (
     DOCX,
     EML,
@@ -25,6 +26,7 @@ from shared.text.extraction import (
     detect_type,
     extract,
 )
+from shared.text.mail import parse_message
 from tests.files import pdf as make_pdf
 
 PAGE_TWO_SENTENCE = "The migrating swallows reached the harbour at dawn."
@@ -285,3 +287,37 @@ def test_empty_text_is_refused(tmp_path: Path) -> None:
 def test_unsupported_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExtractionError, match="not supported"):
         extract(write(tmp_path, "a.png", PNG), "image/png")
+
+
+def test_an_uploaded_eml_reads_like_synced_mail_and_its_attachments_are_extracted(tmp_path: Path) -> None:
+    """One parser: the body of an uploaded .eml is the body the mail service stores for the
+    same message; its readable attachments become sections of their own (page-like: no chunk
+    mixes two), an unreadable one is still named."""
+    message = EmailMessage()
+    message["Subject"] = "Harbour crane invoice"
+    message["From"] = "Port Office <office@port.example>"
+    message["To"] = "me@example.org"
+    message["Date"] = "Tue, 03 Mar 2026 09:15:00 +0100"
+    message.set_content("Dear customer,\n\nplease find the invoice   attached.\n\n> quoted line\n")
+    message.add_attachment(
+        make_pdf(["Crane repair: 4,120 EUR due on 31 March."]),
+        maintype="application",
+        subtype="pdf",
+        filename="invoice.pdf",
+    )
+    message.add_attachment(b"Notes about the gantry.", maintype="text", subtype="plain", filename="notes.txt")
+    message.add_attachment(
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, maintype="image", subtype="png", filename="logo.png"
+    )
+    raw = message.as_bytes()
+
+    extracted = extract(write(tmp_path, "m.eml", raw), EML)
+    synced = parse_message(raw)
+    assert synced.body_text and synced.body_text in extracted.pages[0].text
+    assert extracted.pages[0].text.endswith("Attachments: logo.png")
+    assert [page.text for page in extracted.pages[1:]] == [
+        "Attachment: invoice.pdf\n\nCrane repair: 4,120 EUR due on 31 March.",
+        "Attachment: notes.txt\n\nNotes about the gantry.",
+    ]
+    chunks = chunk(extracted, "generic")
+    assert any(c.text.endswith("31 March.") and "Dear customer" not in c.text for c in chunks)

@@ -5,7 +5,7 @@ from email.message import EmailMessage
 import pytest
 
 from services.mail.classification import classify
-from services.mail.parsing import ParsedMessage, parse_message
+from shared.text.mail import ParsedMessage, parse_message
 
 
 def mail(sender: str | None, subject: str = "", body: str = "") -> ParsedMessage:

@@ -9,8 +9,8 @@ from email.mime.text import MIMEText
 
 import pytest
 
-from services.mail.parsing import Address, AttachmentInfo, parse_message
-from services.mail.parsing import attachment_bytes as part_bytes
+from shared.text.mail import Address, AttachmentInfo, parse_message
+from shared.text.mail import attachment_bytes as part_bytes
 
 HEADERS = (
     b"From: a@example.com\r\nDate: Mon, 01 Jan 2024 12:00:00 +0000\r\nSubject: t\r\nMIME-Version: 1.0\r\n"

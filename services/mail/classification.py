@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from services.mail.parsing import ParsedMessage
+from shared.text.mail import ParsedMessage
 
 EmailType = Literal["business", "personal", "promotional", "transactional", "support", "generic"]
 

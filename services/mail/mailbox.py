@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.mail.models import Email, EmailAttachment
-from services.mail.parsing import Address, ParsedMessage, attachment_bytes
+from shared.text.mail import Address, ParsedMessage, attachment_bytes
 from shared.models import utcnow
 from shared.text.extraction import DOCX, HTML, MARKDOWN, PDF, TEXT
 from shared.vectors import EMAIL_CHUNKS, VectorStore

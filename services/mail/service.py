@@ -33,7 +33,7 @@ from services.mail.models import (
     OAuthSession,
     SyncRun,
 )
-from services.mail.parsing import attachment_bytes
+from shared.text.mail import attachment_bytes
 from services.mail.queue import enqueue_sync
 from services.mail.settings import GMAIL_READONLY, MailSettings
 from services.mail.sync import queue_run

@@ -31,7 +31,7 @@ from services.mail.mailbox import (
     upsert_messages,
 )
 from services.mail.models import AccountStatus, EmailAccount, SyncMode, SyncRun, SyncState
-from services.mail.parsing import parse_message
+from shared.text.mail import parse_message
 from services.mail.settings import MailSettings
 from services.mail.tokens import AccountGone, AccountTokens
 from shared.db import Transaction, user_session

@@ -4,14 +4,12 @@ so a renamed executable is refused and a mis-named PDF is still read as a PDF.""
 
 import bisect
 import codecs
-import email
-import email.policy
+import email.utils
 import re
+import tempfile
 from dataclasses import dataclass
-from email.message import EmailMessage
 from functools import cached_property
 from pathlib import Path
-from typing import cast
 
 import charset_normalizer
 import docx
@@ -21,6 +19,8 @@ from inscriptis import get_text
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
+from shared.text.mail import Address, AttachmentInfo, attachment_bytes, parse_message
+
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 TEXT = "text/plain"
@@ -28,6 +28,10 @@ MARKDOWN = "text/markdown"
 HTML = "text/html"
 EML = "message/rfc822"
 SUPPORTED: frozenset[str] = frozenset({PDF, DOCX, TEXT, MARKDOWN, HTML, EML})
+# Attachments inside an uploaded .eml that are read (an attached message is not: no recursion),
+# and the largest one read.
+_ATTACHMENT_TYPES = frozenset({PDF, DOCX, TEXT, MARKDOWN, HTML})
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 # Pages are joined with a paragraph break, so a page boundary is also a chunk boundary candidate.
 PAGE_SEPARATOR = "\n\n"
@@ -181,7 +185,7 @@ def extract(path: Path, mime: str) -> Extracted:
     elif mime == HTML:
         extracted = Extracted([Page(None, _normalize(_html_text(_decode(path.read_bytes()))))], None)
     elif mime == EML:
-        extracted = Extracted([Page(None, _normalize(_mail_text(path.read_bytes())))], None)
+        extracted = _extract_mail(path)
     elif mime in (TEXT, MARKDOWN):
         extracted = Extracted([Page(None, _normalize(_decode(path.read_bytes())))], None)
     else:
@@ -260,44 +264,60 @@ def _html_text(html: str) -> str:
         raise ExtractionError("The HTML document could not be read") from exc
 
 
-def _mail_text(data: bytes) -> str:
-    """A header block (subject, from, to, cc, date), the body (plain text preferred, else the
-    HTML part rendered), and the attachments' names; attachment contents are not read."""
-    # With policy.default the parser builds EmailMessage objects (the stubs only say Message).
-    message = cast(EmailMessage, email.message_from_bytes(data, policy=email.policy.default))
-    headers = []
-    for name in ("Subject", "From", "To", "Cc", "Date"):
-        try:
-            value = message.get(name)
-        except Exception:  # a malformed header must not lose the whole mail
-            value = None
-        if value:
-            headers.append(f"{name}: {' '.join(str(value).split())}")
-    body = message.get_body(preferencelist=("plain", "html"))
-    body_text = ""
-    if body is not None:
-        body_text = _part_text(body)
-        if body.get_content_subtype() == "html":
-            body_text = _html_text(body_text)
-    names = [
-        part.get_filename() or "unnamed"
-        for part in message.walk()
-        if part is not body
-        and not part.is_multipart()
-        and (part.get_content_disposition() == "attachment" or part.get_filename())
-    ]
-    blocks = ["\n".join(headers), body_text]
-    if names:
-        blocks.append("Attachments: " + ", ".join(names))
-    return "\n\n".join(b for b in blocks if b.strip())
+def _extract_mail(path: Path) -> Extracted:
+    """An ``.eml`` through the mail service's parser (``shared.text.mail``): a header block and
+    the body as the first section, then each readable attachment (PDF, DOCX, text, HTML) as a
+    section of its own, so its text is searchable and a chunk never mixes two of them."""
+    raw = path.read_bytes()
+    message = parse_message(raw)
+    headers = [f"Subject: {message.subject}"] if message.subject else []
+    for name, addresses in (
+        ("From", [message.sender] if message.sender else []),
+        ("To", message.to),
+        ("Cc", message.cc),
+    ):
+        if addresses:
+            headers.append(f"{name}: " + ", ".join(_address(a) for a in addresses))
+    if message.sent_at is not None:
+        headers.append(f"Date: {email.utils.format_datetime(message.sent_at)}")
+    unread = []
+    sections = []
+    for attachment in message.attachments:
+        text = _attachment_text(raw, attachment)
+        if text:
+            sections.append(Page(None, _normalize(f"Attachment: {attachment.filename}\n\n{text}")))
+        else:
+            unread.append(attachment.filename)
+    first = ["\n".join(headers), message.body_text]
+    if unread:
+        first.append("Attachments: " + ", ".join(unread))
+    main = Page(None, _normalize("\n\n".join(block for block in first if block.strip())))
+    return Extracted([main, *sections], None)
 
 
-def _part_text(part: EmailMessage) -> str:
+def _address(address: Address) -> str:
+    return f"{address.name} <{address.email}>" if address.name else address.email
+
+
+def _attachment_text(raw: bytes, attachment: AttachmentInfo) -> str | None:
+    """Text of one attachment of a message, or None when it is too large, of a type we do not
+    read (images, archives, attached messages), or unreadable."""
+    if attachment.size > MAX_ATTACHMENT_BYTES:
+        return None
     try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):  # unknown or lying charset: guess from the bytes
-        content = part.get_payload(decode=True) or b""
-    return content if isinstance(content, str) else _decode(bytes(content))
+        data = attachment_bytes(raw, attachment.part_index)
+    except IndexError:
+        return None
+    mime = detect_type(data[:8192], attachment.filename)
+    if mime not in _ATTACHMENT_TYPES:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".attachment") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            return extract(Path(handle.name), mime).text
+        except ExtractionError:
+            return None
 
 
 def _decode(data: bytes) -> str:

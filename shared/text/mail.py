@@ -1,4 +1,6 @@
-"""Parsing of raw RFC 822 messages (Gmail ``format=raw``) into what the mail service stores.
+"""Parsing of raw RFC 822 messages: Gmail's ``format=raw`` in the mail service and uploaded
+``.eml`` files in the documents service go through this one parser, so the same message gives
+the same text both ways.
 
 Pure and synchronous. Mail in the wild is often broken, and one bad message must not stop a
 sync, so ``parse_message`` never raises: it returns whatever could be read and sets
