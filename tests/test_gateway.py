@@ -341,6 +341,6 @@ async def test_combined_openapi_and_docs(gateway):
     spec = (await gateway.get("/openapi.json")).json()
     for path in ("/auth/token", "/auth/me", "/admin/users", "/documents", "/mail/accounts"):
         assert path in spec["paths"], path
-    assert "UserOut" in spec["components"]["schemas"]
+    assert "auth.UserOut" in spec["components"]["schemas"]
     docs = await gateway.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text
