@@ -162,7 +162,7 @@ def stack(
             redis_url = stack.enter_context(flushed_redis(REDIS_URL))
             key_file = workdir / "jwt_ed25519.pem"
             generate_private_key_file(key_file)
-            ports = {name: free_port() for name in ("auth", "gateway", "documents", "mail")}
+            ports = {name: free_port() for name in ("auth", "gateway", "documents", "mail", "embeddings")}
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             env = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
             env.update(
@@ -177,11 +177,15 @@ def stack(
                 PAI_AUTH_URL=urls["auth"],
                 PAI_DOCUMENTS_URL=urls["documents"],
                 PAI_MAIL_URL=urls["mail"],  # listened on only when ``services`` has "mail"
+                PAI_EMBEDDINGS_URL=urls["embeddings"],
                 PAI_JWKS_URL=f"{urls['auth']}/auth/.well-known/jwks.json",
                 PAI_RATE_LIMIT="100000000/minute",
             )
             env.update((extra_env(urls) if callable(extra_env) else extra_env) or {})
             result = Stack(workdir, env, urls, redis_url)
+            in_process = env.get("PAI_EMBEDDING_BACKEND", "server") != "server"
+            if not in_process and {"documents", "mail"} & set(services) and "embeddings" not in services:
+                services = ("embeddings", *services)  # the one model copy documents and mail ask
             for name in services:
                 result.processes[name] = stack.enter_context(service(name, ports[name], env, workdir))
             if with_worker:

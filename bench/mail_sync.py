@@ -96,13 +96,13 @@ from gateway import CpuMeter, log_in
 
 from services.mail.crypto import generate_key
 from services.mail.indexing import email_chunks, header
-from shared.text.mail import attachment_bytes, parse_message
 from services.mail.settings import MailSettings
 from shared.embeddings import EmbeddingSettings, create_embedder
 from shared.tasks import QUEUES
 from shared.text.chunking import ChunkSizes
 from shared.text.chunking import chunk as split_chunks
 from shared.text.extraction import extract
+from shared.text.mail import attachment_bytes, parse_message
 from tests.gmail_stub import GmailStub, mime_alternative, mime_plain, mime_with_attachment
 from tests.support import Process, python
 
@@ -717,7 +717,7 @@ def mailbox_chunks(items: list[MailItem], scratch: Path) -> list[str]:
             sender_name=sender.name if sender else None,
             sender_address=sender.email if sender else None,
         )
-        texts += [text for _, text in email_chunks(email, sizes)]  # type: ignore[arg-type]
+        texts += [header(email) + piece.text for piece in email_chunks(email, sizes)]  # type: ignore[arg-type]
         for info in parsed.attachments:
             path = scratch / "attachment"
             path.write_bytes(attachment_bytes(item.raw, info.part_index))

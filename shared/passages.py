@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
+import structlog
 from pydantic import BaseModel, Field
 
-from shared.embeddings import Embedder
-from shared.errors import Conflict
+from shared.embeddings import Embedder, EmbeddingError
+from shared.errors import Conflict, Unavailable
 from shared.vectors import EmbeddingModelMismatch, SearchHit, VectorStore
+
+log = structlog.get_logger(__name__)
 
 PassageKind = Literal["document", "email", "attachment"]
 
@@ -57,7 +60,13 @@ async def hybrid_search(
 ) -> list[SearchHit]:
     """BM25 + vector search in the owner's tenant, fused by the store; the query is embedded
     once. Vectors made by another model are refused (409), not searched."""
-    vector = await embedder.embed_query(query)
+    try:
+        vector = await embedder.embed_query(query)
+    except EmbeddingError as exc:
+        log.warning("query_embedding_failed", error=str(exc)[:300])
+        raise Unavailable(
+            "The embedding model is not available; try again shortly", code="embeddings_unavailable"
+        ) from None
     try:
         return await store.search(owner_id, collection, vector, k, where=where or None, query_text=query)
     except EmbeddingModelMismatch as exc:

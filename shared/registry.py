@@ -85,6 +85,9 @@ SERVICES: tuple[Service, ...] = (
         worker=True,
         purges=True,
     ),
+    # The local embedding model, loaded once for every process (OpenAI-compatible
+    # POST /v1/embeddings). Internal only: no gateway prefix, no data.
+    Service("embeddings", 8005),
 )
 
 BY_NAME: Mapping[str, Service] = {service.name: service for service in SERVICES}

@@ -117,6 +117,7 @@ class Stack:
     auth: str
     documents: str
     mail: str
+    embeddings: str
     process: Process
     env: dict[str, str]
 
@@ -124,12 +125,12 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
     """Every process of ``make run`` (gateway, services, workers), supervised as it does."""
-    ports = {name: free_port() for name in ("gateway", "auth", "documents", "mail")}
+    ports = {name: free_port() for name in ("gateway", "auth", "documents", "mail", "embeddings")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         **base_env,
         **{f"PAI_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        **{f"PAI_{name.upper()}_URL": urls[name] for name in ("auth", "documents", "mail")},
+        **{f"PAI_{name.upper()}_URL": urls[name] for name in ("auth", "documents", "mail", "embeddings")},
         "PAI_JWKS_URL": f"{urls['auth']}/auth/.well-known/jwks.json",
         "PAI_OAUTH_REDIRECT_URI": f"{urls['gateway']}/mail/oauth/callback",
     }
@@ -137,7 +138,7 @@ def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
     process = Process(python("infra/supervise.py", "Procfile"), env, log).start()
     try:
         for url in urls.values():
-            wait_healthy(f"{url}/healthz", process)
+            wait_healthy(f"{url}/healthz", process, timeout=60)
         yield Stack(process=process, env=env, **urls)
     finally:
         process.stop()

@@ -23,7 +23,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 MAKE_ENV = ROOT / "infra" / "make_env.py"
 
 INFRA_SERVICES = ("postgres", "redis", "weaviate")
-HTTP_SERVICES = {"gateway": 8000, "auth": 8001, "documents": 8002, "mail": 8003}
+HTTP_SERVICES = {"gateway": 8000, "auth": 8001, "documents": 8002, "mail": 8003, "embeddings": 8005}
+STATELESS = ("embeddings",)  # no database, no migrations to wait for
 WORKERS = ("auth-worker", "documents-worker", "mail-worker")
 APP_SERVICES = (*HTTP_SERVICES, *WORKERS)  # long-running, built from infra/Dockerfile
 REQUIRED_SERVICES = {*INFRA_SERVICES, "migrate", *APP_SERVICES}
@@ -199,6 +200,9 @@ def test_app_services_are_built_from_the_one_dockerfile(services: dict[str, Any]
 
 def test_app_services_wait_for_migrations_and_dependencies(services: dict[str, Any]) -> None:
     for name in APP_SERVICES:
+        if name in STATELESS:
+            assert "depends_on" not in services[name], name
+            continue
         depends = services[name].get("depends_on")
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         assert depends["migrate"] == {"condition": "service_completed_successfully"}, name
@@ -206,6 +210,8 @@ def test_app_services_wait_for_migrations_and_dependencies(services: dict[str, A
         assert depends["redis"] == {"condition": "service_healthy"}, name
         if name in VECTOR_SERVICES:
             assert depends["weaviate"] == {"condition": "service_healthy"}, name
+            assert depends["embeddings"] == {"condition": "service_healthy"}, name
+            assert environment(services[name])["PAI_EMBEDDINGS_URL"] == "http://embeddings:8005", name
 
 
 def test_migrate_is_a_one_shot_job(services: dict[str, Any]) -> None:
@@ -225,7 +231,8 @@ def test_each_service_gets_only_its_own_database(services: dict[str, Any]) -> No
     for name in APP_SERVICES:
         dsns = {key for key in environment(services[name]) if key.endswith("DATABASE_URL")}
         package = name.removesuffix("-worker")
-        expected = set() if package == "gateway" else {f"PAI_{package.upper()}_DATABASE_URL"}
+        stateless = package == "gateway" or package in STATELESS
+        expected = set() if stateless else {f"PAI_{package.upper()}_DATABASE_URL"}
         assert dsns == expected, name
         for key in expected:
             dsn = environment(services[name])[key]

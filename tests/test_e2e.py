@@ -4,7 +4,8 @@ import psutil
 
 from tests.conftest import login
 
-PROCFILE_PROCESSES = 7  # gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker
+# gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker, embeddings
+PROCFILE_PROCESSES = 8
 
 
 def test_every_procfile_process_is_running(stack):
@@ -20,8 +21,22 @@ def test_every_procfile_process_is_running(stack):
         "documents worker",
         "mail serve",
         "mail worker",
+        "embeddings serve",
     ):
         assert any(name in c for c in services), name
+
+
+def test_only_the_embeddings_process_loads_the_model(stack):
+    """One model copy: documents and mail (API and worker) ask the embeddings process."""
+    supervisor = psutil.Process(stack.process.pid)
+    loaded = {}
+    for child in supervisor.children(recursive=True):
+        command = " ".join(child.cmdline())
+        if command.startswith("python -m services."):
+            name = " ".join(command.split()[2:4])
+            loaded[name] = any("libtorch" in m.path for m in child.memory_maps())
+    assert loaded.pop("services.embeddings serve") is True
+    assert loaded and not any(loaded.values()), loaded
 
 
 async def test_register_login_me_and_every_service_through_the_gateway(gateway):

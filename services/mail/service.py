@@ -33,7 +33,6 @@ from services.mail.models import (
     OAuthSession,
     SyncRun,
 )
-from shared.text.mail import attachment_bytes
 from services.mail.queue import enqueue_sync
 from services.mail.settings import GMAIL_READONLY, MailSettings
 from services.mail.sync import queue_run
@@ -43,6 +42,7 @@ from shared.embeddings import Embedder
 from shared.errors import BadRequest, Conflict, NotFound, Unavailable, UpstreamFailed
 from shared.models import utcnow
 from shared.passages import Passage, chunk_text, hybrid_search
+from shared.text.mail import attachment_bytes
 from shared.vectors import EMAIL_CHUNKS, SearchHit, VectorStore
 
 log = structlog.get_logger(__name__)

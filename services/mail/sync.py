@@ -8,7 +8,8 @@ account. Gmail calls go through :class:`GmailSession` (quota pacing, backoff, on
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,11 +32,11 @@ from services.mail.mailbox import (
     upsert_messages,
 )
 from services.mail.models import AccountStatus, EmailAccount, SyncMode, SyncRun, SyncState
-from shared.text.mail import parse_message
 from services.mail.settings import MailSettings
 from services.mail.tokens import AccountGone, AccountTokens
-from shared.db import Transaction, user_session
+from shared.db import Transaction, transaction
 from shared.models import utcnow
+from shared.text.mail import parse_message
 from shared.vectors import VectorStore
 
 log = structlog.get_logger(__name__)
@@ -66,8 +67,12 @@ class Syncer:
     # Called after a successful sync: enqueue the embedding of what it stored.
     on_stored: Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
 
-    def session(self, owner_id: uuid.UUID) -> AsyncSession:
-        return user_session(self.sessions, owner_id)
+    @asynccontextmanager
+    async def session(self, owner_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """One transaction as the account's owner (``shared.db.transaction``): it commits when
+        the block ends, so each step's progress is durable before the next Gmail call."""
+        async with transaction(self.sessions, owner_id) as tx:
+            yield tx.session
 
     async def run(self, run_id: uuid.UUID, owner_id: uuid.UUID) -> str:
         """Run one queued sync to its end; returns the run's final state."""
@@ -87,7 +92,6 @@ class Syncer:
             run.state, run.started_at, run.updated_at = SyncState.RUNNING, utcnow(), utcnow()
             run.processed, run.total, run.error = 0, None, None
             account.status, account.updated_at = AccountStatus.SYNCING, utcnow()
-            await session.commit()
 
         error: str | None = None
         needs_reauth = False
@@ -147,7 +151,6 @@ class Syncer:
             account.status = AccountStatus.NEEDS_REAUTH if reauth else AccountStatus.ERROR
             account.last_error = error
         account.updated_at = now
-        await session.commit()
 
     # ------------------------------------------------------------ full sync
 
@@ -175,7 +178,6 @@ class Syncer:
                     stored - set(ids),
                     self.settings.attachments_dir,
                 )
-            await session.commit()
         new = [gmail_id for gmail_id in ids if gmail_id not in stored]
         relabel = [gmail_id for gmail_id in ids if gmail_id in stored] if prune else []
         await self._progress(owner_id, run_id, processed=0, total=len(new) + len(relabel))
@@ -223,7 +225,6 @@ class Syncer:
                 i: labels for i, labels in changes.labels.items() if i in stored and i not in changes.added
             }
             await update_labels(session, account_id, relabel)
-            await session.commit()
         new = sorted((changes.added | changes.labels.keys()) - stored)
         await self._progress(owner_id, run_id, processed=len(relabel), total=len(relabel) + len(new))
         await self._fetch_and_store(gmail, run_id, owner_id, account_id, new, offset=len(relabel))
@@ -319,7 +320,6 @@ class Syncer:
                 self.settings.attachments_dir,
                 self.settings.attachment_index_max_bytes,
             )
-            await session.commit()
 
     async def _relabel(
         self,
@@ -343,7 +343,6 @@ class Syncer:
             found = dict(await asyncio.gather(*(labels(i) for i in part)))
             async with self.session(owner_id) as session:
                 await update_labels(session, account_id, found)
-                await session.commit()
             await self._progress(owner_id, run_id, processed=offset + start + len(part))
 
     async def _progress(
@@ -355,14 +354,12 @@ class Syncer:
                 run.processed, run.updated_at = processed, utcnow()
                 if total is not None:
                     run.total = total
-                await session.commit()
 
     async def _set_mode(self, owner_id: uuid.UUID, run_id: uuid.UUID, mode: SyncMode) -> None:
         async with self.session(owner_id) as session:
             run = await session.get(SyncRun, run_id)
             if run is not None:
                 run.mode, run.updated_at = mode, utcnow()
-                await session.commit()
 
 
 def _apply(changes: Changes, record: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.mail.crypto import TokenCipher
 from services.mail.google import GmailSession, Google, InvalidGrant, Tokens
 from services.mail.models import AccountStatus, EmailAccount
-from shared.db import user_session
+from shared.db import transaction
 from shared.models import utcnow
 
 LOCK_SECONDS = 30
@@ -69,12 +69,11 @@ class AccountTokens:
             return tokens.access_token
 
     async def save(self, owner_id: uuid.UUID, account_id: uuid.UUID, tokens: Tokens) -> None:
-        async with user_session(self.sessions, owner_id) as session:
-            account = await session.get(EmailAccount, account_id)
+        async with transaction(self.sessions, owner_id) as tx:
+            account = await tx.session.get(EmailAccount, account_id)
             if account is None:
                 raise AccountGone(str(account_id))
             self.store_tokens(account, tokens)
-            await session.commit()
 
     def store_tokens(self, account: EmailAccount, tokens: Tokens) -> None:
         account.access_token = self.cipher.encrypt(tokens.access_token)
@@ -87,16 +86,15 @@ class AccountTokens:
         account.updated_at = utcnow()
 
     async def mark_needs_reauth(self, owner_id: uuid.UUID, account_id: uuid.UUID, reason: str) -> None:
-        async with user_session(self.sessions, owner_id) as session:
-            account = await session.get(EmailAccount, account_id)
+        async with transaction(self.sessions, owner_id) as tx:
+            account = await tx.session.get(EmailAccount, account_id)
             if account is not None:
                 account.status, account.last_error = AccountStatus.NEEDS_REAUTH, reason
                 account.updated_at = utcnow()
-                await session.commit()
 
     async def _account(self, owner_id: uuid.UUID, account_id: uuid.UUID) -> EmailAccount:
-        async with user_session(self.sessions, owner_id) as session:
-            account = await session.get(EmailAccount, account_id)
+        async with transaction(self.sessions, owner_id) as tx:
+            account = await tx.session.get(EmailAccount, account_id)
             if account is None:
                 raise AccountGone(str(account_id))
             return account

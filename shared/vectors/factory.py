@@ -1,6 +1,7 @@
 """Pick the vector back end from settings: Weaviate when a URL is configured, else embedded LanceDB."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -12,6 +13,9 @@ class VectorSettings(EmbeddingSettings):
     """Settings of a service that embeds and stores vectors (documents, mail). The Weaviate
     pair is named as compose and the vector-store contract tests name it (no ``PAI_``)."""
 
+    # Services ask the system's embeddings process (one model copy for every process);
+    # PAI_EMBEDDING_BACKEND=local loads the model in-process instead, openai uses any API.
+    embedding_backend: Literal["local", "server", "openai"] = "server"
     # Files of the service under <data_dir>/..., the embedded LanceDB store in <data_dir>/vectors.
     data_dir: Path = Path("data")
     weaviate_url: str | None = Field(None, validation_alias="WEAVIATE_URL")

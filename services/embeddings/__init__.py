@@ -1,0 +1,1 @@
+"""The embeddings process: one copy of the local embedding model for the whole system."""
