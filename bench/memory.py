@@ -7,7 +7,8 @@ What it measures
     * ``server`` -- the default: documents and mail (API and worker) ask the embeddings process,
       which holds the one copy of the model;
     * ``in-process`` -- the baseline, ``PAI_EMBEDDING_BACKEND=local``: each of those four
-      processes loads torch and the model itself (the embeddings process still runs, unused).
+      processes loads torch and the model itself, as before the embeddings process existed
+      (the Procfile still starts it; idle, it is left out of this run's figures).
 
     For each: every process's resident memory (RSS) and proportional share (PSS: shared pages
     split between the processes that map them, so the PSS column adds up honestly) after
@@ -117,6 +118,8 @@ def processes(stack: Process) -> dict[str, psutil.Process]:
 def snapshot(stack: Process, measure: Measure, stage: str) -> None:
     rss, pss = {}, {}
     for name, process in sorted(processes(stack).items()):
+        if measure.backend == "local" and name == "embeddings serve":
+            continue  # idle when every process has its own model: the old stack had no such process
         info = process.memory_full_info()
         rss[name], pss[name] = info.rss, getattr(info, "pss", info.rss)
     measure.rss[stage], measure.pss[stage] = rss, pss

@@ -73,6 +73,8 @@ def main() -> None:
     state_dir = Path(tempfile.mkdtemp(prefix="pai-supervisor-"))
     config = state_dir / "supervisord.conf"
     config.write_text(supervisord_config(parse_procfile(procfile), state_dir))
+    # `python` in the Procfile means this interpreter (the project's venv), whatever PATH says.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # Become supervisord, so Ctrl-C and SIGTERM reach it directly.
     os.execv(sys.executable, [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)])  # noqa: S606
 

@@ -263,22 +263,37 @@ class LocalEmbedder:
         async with self._loaded.loop_lock():
             return await asyncio.to_thread(self._encode_sync, texts, query)
 
-    def encode_batch(self, texts: list[str]) -> list[list[float]]:
+    def encode_batch(self, texts: list[str], threads: int | None = None) -> list[list[float]]:
         """Passages, synchronously, in the caller's thread (the embeddings process batches
-        requests from every caller and runs one pass at a time)."""
-        return self._encode_sync(texts, False)
+        requests from every caller and runs one pass at a time). ``threads`` limits torch for
+        this pass: a query or two gains nothing from a second core, and leaves it to the
+        services waiting for the answer."""
+        if threads is None:
+            return self._encode_sync(texts, False)
+        import torch
+
+        with self._loaded.thread_lock:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                return self._encode_unlocked(texts, False)
+            finally:
+                torch.set_num_threads(previous)
 
     def _encode_sync(self, texts: list[str], query: bool) -> list[list[float]]:
+        with self._loaded.thread_lock:
+            return self._encode_unlocked(texts, query)
+
+    def _encode_unlocked(self, texts: list[str], query: bool) -> list[list[float]]:
         model = self._loaded.model
         encode = model.encode_query if query else model.encode_document
-        with self._loaded.thread_lock:
-            tensor = encode(
-                texts,
-                batch_size=self._batch_size,
-                normalize_embeddings=False,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-            )
+        tensor = encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=False,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
         # A bf16 model answers bf16 tensors: normalise in float32, so vectors are unit length.
         vectors = tensor.float()
         return (vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)).tolist()

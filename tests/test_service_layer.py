@@ -2,6 +2,7 @@
 ``transaction()``, against a real Postgres (as the service's own role, under row-level
 security) and Redis, without starting any HTTP process."""
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 
 from services.auth.models import AuditEntry, User
+from services.auth.schemas import AdminUserCreate, AdminUserUpdate
 from services.auth.service import AdminService
 from services.documents.models import Document
 from services.documents.service import DocumentsService
@@ -152,6 +154,37 @@ async def test_admin_cli_path_is_audited_like_the_admin_api(service_db, redis_ur
             ).all()
         assert [(e.action, e.actor_id) for e in entries] == [("user.create", None), ("user.update", None)]
         assert entries[1].details == {"is_admin": True, "is_active": True}
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def test_a_deactivation_marks_tokens_revoked_only_once_it_has_committed(service_db, redis_url, arq):
+    """The revocation marker is an after-commit effect: a deactivation that rolls back leaves
+    the user's tokens alone; one that commits revokes them."""
+    engine, sessions = sessions_as(service_db, "pai_auth")
+    redis = create_redis(redis_url)
+    revocations = RevocationList(redis, 900)
+    service = AdminService(revocations, arq, sessions)
+    name = f"target_{uuid.uuid4().hex[:8]}"
+    data = AdminUserCreate(username=name, email=f"{name}@example.com", password=ADMIN_PASSWORD)
+    try:
+        async with transaction(sessions) as tx:
+            user = await service.admin_create_user(tx, None, data)
+        issued_before = time.time() - 1
+
+        with pytest.raises(RuntimeError):
+            async with transaction(sessions) as tx:
+                await service.admin_update_user(tx, None, user.id, AdminUserUpdate(is_active=False))
+                raise RuntimeError("the commit never happens")
+        assert not await revocations.is_revoked(user.id, issued_before)
+        async with transaction(sessions) as tx:
+            assert (await service.get_user(tx, user.id)).is_active
+
+        async with transaction(sessions) as tx:
+            await service.admin_update_user(tx, None, user.id, AdminUserUpdate(is_active=False))
+            assert not await revocations.is_revoked(user.id, issued_before)  # not before the commit
+        assert await revocations.is_revoked(user.id, issued_before)
     finally:
         await redis.aclose()
         await engine.dispose()

@@ -36,7 +36,7 @@ class _Request:
 class Batcher:
     """Runs ``encode`` (synchronous, CPU-bound) in a thread over merged requests."""
 
-    encode: Callable[[list[str]], list[list[float]]]
+    encode: Callable[[list[str], int | None], list[list[float]]]  # texts, torch threads
     max_batch: int
     max_wait_seconds: float
     _small: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
@@ -104,8 +104,9 @@ class Batcher:
 
     async def _encode(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
+        threads = 1 if len(texts) <= SMALL_REQUEST else None  # a query: one core is as fast
         try:
-            vectors = await asyncio.to_thread(self.encode, texts)
+            vectors = await asyncio.to_thread(self.encode, texts, threads)
         except Exception as exc:
             log.exception("embedding_failed", texts=len(texts))
             for request in batch:

@@ -14,8 +14,9 @@ class EmbeddingsSettings(EmbeddingSettings):
 
     # Most texts encoded in one forward pass (requests from every caller are merged up to it).
     embeddings_max_batch: int = Field(64, ge=1)
-    # How long the first request of a pass waits for others to join it.
-    embeddings_batch_wait_ms: float = Field(2.0, ge=0)
+    # How long the first request of a pass waits for others to join it. 0: none (continuous
+    # batching: what queued while the previous pass ran goes together; a lone query never waits).
+    embeddings_batch_wait_ms: float = Field(0.0, ge=0)
     # Most texts one request may carry, and the longest text (characters).
     embeddings_max_inputs: int = Field(2048, ge=1)
     embeddings_max_chars: int = Field(100_000, ge=1)
