@@ -27,7 +27,9 @@ def build_app(
     **fastapi_kwargs,
 ) -> FastAPI:
     """A FastAPI app with the cross-cutting parts wired; the service adds its routers."""
-    app = FastAPI(title=f"pai {service}", lifespan=lifespan, **fastapi_kwargs)
+    # No trailing-slash redirects: behind the gateway their Location would name this service's
+    # internal address; /documents/ is simply not a route.
+    app = FastAPI(title=f"pai {service}", lifespan=lifespan, redirect_slashes=False, **fastapi_kwargs)
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(RequestContextMiddleware, service=service)

@@ -7,7 +7,7 @@ the auth service itself. A Redis marker per user revokes every token issued befo
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 ALGORITHM = "EdDSA"
 REVOKED_KEY = "pai:revoked-before:{user_id}"
+REVOKED_SESSION_KEY = "pai:session-revoked-before:{session_id}"
 
 
 class InvalidToken(Exception):
@@ -94,7 +95,9 @@ class JwksKeys:
 
 
 class RevocationList:
-    """Per-user "tokens issued up to now are void" markers in Redis."""
+    """ "Tokens issued up to now are void" markers in Redis: per user (deactivation, deletion)
+    and per session, the login's refresh family that access tokens carry as ``sid`` (logout,
+    password change, a reused refresh token). One round trip checks both."""
 
     def __init__(self, redis: Redis, ttl_seconds: int) -> None:
         self._redis = redis
@@ -104,9 +107,21 @@ class RevocationList:
         # Kept as long as any token issued before now can still be unexpired (plus slack).
         await self._redis.set(REVOKED_KEY.format(user_id=user_id), time.time(), ex=self._ttl + 60)
 
-    async def is_revoked(self, user_id: uuid.UUID, issued_at: float) -> bool:
-        marker = await self._redis.get(REVOKED_KEY.format(user_id=user_id))
-        return marker is not None and issued_at <= float(marker)
+    async def revoke_sessions(self, session_ids: Iterable[uuid.UUID | str]) -> None:
+        keys = [REVOKED_SESSION_KEY.format(session_id=sid) for sid in session_ids]
+        if keys:
+            now = time.time()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, now, ex=self._ttl + 60)
+                await pipe.execute()
+
+    async def is_revoked(self, user_id: uuid.UUID, issued_at: float, session_id: str | None = None) -> bool:
+        keys = [REVOKED_KEY.format(user_id=user_id)]
+        if session_id:
+            keys.append(REVOKED_SESSION_KEY.format(session_id=session_id))
+        markers = await self._redis.mget(keys)
+        return any(marker is not None and issued_at <= float(marker) for marker in markers)
 
 
 class TokenVerifier:
@@ -137,7 +152,7 @@ class TokenVerifier:
             principal, expires_at = cached
             if expires_at <= time.time():
                 raise InvalidToken("token expired")
-        if await self._revocations.is_revoked(principal.user_id, principal.issued_at):
+        if await self._revocations.is_revoked(principal.user_id, principal.issued_at, principal.session_id):
             raise InvalidToken("token revoked")
         return principal
 
@@ -179,8 +194,14 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def unauthorized(message: str) -> Unauthenticated:
-    return Unauthenticated(message)
+TOKEN_REFUSED = "The access token is missing, invalid or expired"  # noqa: S105 - a message
+
+
+def token_refused(exc: Exception) -> Unauthenticated:
+    """One answer for every refused token; why goes to the log only (a client probing tokens
+    learns nothing about which check failed)."""
+    log.info("token_refused", reason=str(exc)[:200])
+    return Unauthenticated(TOKEN_REFUSED)
 
 
 def principal_dependency(
@@ -192,7 +213,7 @@ def principal_dependency(
         try:
             principal = await get_verifier(request).verify(bearer_token(request.headers.get("authorization")))
         except InvalidToken as exc:
-            raise unauthorized(str(exc)) from None
+            raise token_refused(exc) from None
         request.state.user_id = str(principal.user_id)
         structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
         return principal

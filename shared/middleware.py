@@ -27,6 +27,30 @@ LATENCY = Histogram(
 
 log = structlog.get_logger("request")
 
+# Baseline for every answer (added when the route did not set its own): no MIME sniffing, no
+# framing, no referrer; JSON answers may load nothing at all.
+BASELINE_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+JSON_CSP = b"default-src 'none'; frame-ancestors 'none'"
+# What users uploaded or received, served back on the API's origin: never run as a page of it
+# (an uploaded HTML file would otherwise be stored XSS), never sniffed into another type.
+USER_CONTENT_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    added = [(name, value) for name, value in BASELINE_HEADERS if name not in present]
+    content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
+    if content_type.startswith(b"application/json") and b"content-security-policy" not in present:
+        added.append((b"content-security-policy", JSON_CSP))
+    return headers + added
+
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template, so metric labels never contain ids. FastAPI records
@@ -57,7 +81,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
+                message["headers"] = with_security_headers(headers)
             await send(message)
 
         try:

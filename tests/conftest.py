@@ -105,6 +105,9 @@ def base_env(
         PAI_MAIL_TOKEN_KEYS=generate_key(),
         PAI_FRONTEND_URL=FRONTEND_URL,
         PAI_GMAIL_BACKOFF_MAX_SECONDS="2",
+        # Every test signs up and in from 127.0.0.1: the per-IP budgets are tested on their own.
+        PAI_LOGIN_IP_RATE_LIMIT="100000/minute",
+        PAI_REGISTER_IP_RATE_LIMIT="100000/minute",
         HF_HUB_OFFLINE="1",
         **gmail_server.service_env(),
     )

@@ -1,6 +1,7 @@
 """Small real documents built in memory for upload tests (nothing binary is committed)."""
 
 import io
+import zipfile
 from email.message import EmailMessage
 
 import docx
@@ -69,3 +70,48 @@ def text_file(sentence: str = KNOWN_SENTENCE) -> bytes:
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+
+
+def docx_bomb(inflated_bytes: int = 200 * 2**20) -> bytes:
+    """A real DOCX whose ``word/document.xml`` inflates to ``inflated_bytes`` of empty
+    paragraphs (about a thousand times its compressed size): the shape of a zip bomb."""
+    source = io.BytesIO(docx_file("placeholder"))
+    out = io.BytesIO()
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for item in original.infolist():
+            if item.filename != "word/document.xml":
+                bomb.writestr(item, original.read(item.filename))
+                continue
+            head, _, tail = original.read(item.filename).partition(b"<w:body>")
+            with bomb.open("word/document.xml", "w", force_zip64=True) as member:
+                member.write(head + b"<w:body>")
+                block = b"<w:p/>" * (1 << 16)
+                for _ in range(inflated_bytes // len(block)):
+                    member.write(block)
+                member.write(tail)
+    return out.getvalue()
+
+
+def pdf_repeating_one_page(times: int) -> bytes:
+    """A tiny PDF whose page tree lists the same page ``times`` times (page amplification)."""
+    kids = " ".join(["3 0 R"] * times)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {times} >>".encode(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length 44 >>\nstream\nBT /F1 12 Tf 72 720 Td (Hello again) Tj ET\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    for offset in offsets:
+        out.write(f"{offset:010d} 00000 n \n".encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()

@@ -144,7 +144,11 @@ async def test_update_me_and_conflicts(gateway, new_account):
     new_name = f"renamed_{uuid.uuid4().hex[:8]}"
     response = await gateway.patch("/auth/me", headers=account.headers, json={"username": new_name})
     assert response.status_code == 200 and response.json()["username"] == new_name
-    clash = await gateway.patch("/auth/me", headers=account.headers, json={"email": other.email})
+    clash = await gateway.patch(
+        "/auth/me",
+        headers=account.headers,
+        json={"email": other.email, "current_password": account.password},
+    )
     assert clash.status_code == 409
     me = await gateway.get("/auth/me", headers=account.headers)
     assert me.json()["email"] == account.email  # nothing lost on a refused change

@@ -19,7 +19,7 @@ from services.auth.schemas import (
     UserPage,
 )
 from services.auth.service import AdminService, AuthService
-from shared.deps import CurrentPrincipal, Tx
+from shared.deps import CurrentPrincipal, Offset, Tx
 from shared.errors import Forbidden
 
 
@@ -32,6 +32,13 @@ def get_admin_service(request: Request) -> AdminService:
 
 
 Service = Annotated[AuthService, Depends(get_service)]
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (the gateway's X-Forwarded-For, trusted from the gateway only)."""
+    return request.client.host if request.client else "unknown"
+
+
 Admin = Annotated[AdminService, Depends(get_admin_service)]
 
 
@@ -49,7 +56,6 @@ async def current_admin(user: Annotated[User, Depends(current_user)]) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 CurrentAdmin = Annotated[User, Depends(current_admin)]
 Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0)]
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 admin_router = APIRouter(prefix="/admin", tags=["admin"])
@@ -61,8 +67,8 @@ async def jwks(request: Request) -> dict:
 
 
 @router.post("/register", status_code=201, response_model=UserOut)
-async def register(body: RegisterRequest, tx: Tx, service: Service) -> User:
-    return await service.register(tx, body)
+async def register(request: Request, body: RegisterRequest, tx: Tx, service: Service) -> User:
+    return await service.register(tx, body, client_ip(request))
 
 
 @router.post("/token", response_model=TokenPair)
@@ -73,8 +79,7 @@ async def token(
     tx: Tx,
     service: Service,
 ) -> dict:
-    client_ip = request.client.host if request.client else "unknown"
-    return await service.login(tx, username, password, client_ip)
+    return await service.login(tx, username, password, client_ip(request))
 
 
 @router.post("/refresh", response_model=TokenPair)
@@ -94,19 +99,31 @@ async def me(user: CurrentUser) -> User:
 
 
 @router.patch("/me", response_model=UserOut)
-async def update_me(body: UpdateMeRequest, user: CurrentUser, tx: Tx, service: Service) -> User:
-    return await service.update_profile(tx, user, email=body.email, username=body.username)
+async def update_me(
+    request: Request, body: UpdateMeRequest, user: CurrentUser, tx: Tx, service: Service
+) -> User:
+    return await service.update_profile(
+        tx,
+        user,
+        email=body.email,
+        username=body.username,
+        current_password=body.current_password,
+        client_ip=client_ip(request),
+    )
 
 
 @router.post("/me/password", status_code=204)
 async def change_password(
+    request: Request,
     body: PasswordChangeRequest,
     user: CurrentUser,
     principal: CurrentPrincipal,
     tx: Tx,
     service: Service,
 ) -> Response:
-    await service.change_password(tx, user, body.current_password, body.new_password, principal.session_id)
+    await service.change_password(
+        tx, user, body.current_password, body.new_password, principal.session_id, client_ip(request)
+    )
     return Response(status_code=204)
 
 

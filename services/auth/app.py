@@ -3,7 +3,9 @@
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from limits import parse
 
+from services.auth import passwords
 from services.auth.api import admin_router, router
 from services.auth.service import AdminService, AuthService, LoginThrottle
 from services.auth.settings import AuthSettings, get_settings
@@ -11,6 +13,7 @@ from services.auth.tokens import AccessTokenIssuer, KeyRing
 from shared.app import build_app, database_and_redis_checks, service_resources
 from shared.auth import StaticKeys
 from shared.logging import configure_logging
+from shared.ratelimit import RedisRateLimit
 from shared.redis import create_arq_pool
 
 
@@ -20,6 +23,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        passwords.limit_concurrency(settings.password_hash_concurrency)
         keyring = KeyRing.load(settings)
         app.state.keyring = keyring
         async with service_resources(
@@ -38,7 +42,10 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                     settings.redis_url,
                     settings.login_max_failures,
                     settings.login_failure_window_seconds,
+                    settings.login_ip_rate_limit,
                 ),
+                registrations=RedisRateLimit(settings.redis_url, parse(settings.register_ip_rate_limit)),
+                revocations=app.state.revocations,
             )
             app.state.admin_service = AdminService(app.state.revocations, arq, app.state.session_factory)
             try:

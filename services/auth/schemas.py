@@ -41,6 +41,8 @@ class RefreshRequest(BaseModel):
 class UpdateMeRequest(BaseModel):
     email: EmailStr | None = None
     username: Username | None = None
+    # Required to change the email: an access token alone must not take the account over.
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
 
 
 class PasswordChangeRequest(BaseModel):

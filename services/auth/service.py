@@ -1,12 +1,13 @@
 """Auth logic: accounts, logins, refresh-token families, and the admin operations."""
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
-from limits import RateLimitItemPerSecond
+from limits import RateLimitItemPerSecond, parse
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,33 +35,61 @@ ADMIN_LOCK_SQL = text("SELECT pg_advisory_xact_lock(hashtext('auth.admin_roles')
 
 
 class LoginThrottle:
-    """At most N failed logins per username and client IP in a moving window (Redis)."""
+    """Failed sign-ins per account, in a moving window (Redis, the ``limits`` package).
 
-    def __init__(self, redis_url: str, max_failures: int, window_seconds: int) -> None:
-        self._limit = RedisRateLimit(
+    Keyed on the account the login resolves to (its username and its email share one budget;
+    case and spacing do not make new ones), or on the normalised login when it names nobody.
+    A unit is taken *before* the password is checked (one atomic Redis script), so parallel
+    guesses cannot all slip past a check made before any of them failed; a correct password
+    gives it back by clearing the budget. While the budget is spent even the right password is
+    refused. Every attempt also counts against the client IP's own, larger budget.
+    """
+
+    def __init__(self, redis_url: str, max_failures: int, window_seconds: int, ip_limit: str) -> None:
+        self._account = RedisRateLimit(
             redis_url, RateLimitItemPerSecond(max_failures, window_seconds), exact=True
         )
+        self._ip = RedisRateLimit(redis_url, parse(ip_limit))
 
-    async def check(self, username: str, client_ip: str) -> None:
-        key = ("login", username.lower(), client_ip)
-        if not await self._limit.allows(*key):
-            raise await self._limit.rejection(
-                "too_many_attempts", "Too many failed logins; try again later", *key
+    async def attempt(self, key: str, client_ip: str) -> None:
+        """Take one unit of the IP's and the account's budgets, or refuse (429)."""
+        if not await self._ip.hit("login-ip", client_ip):
+            raise await self._ip.rejection(
+                "too_many_attempts",
+                "Too many sign-in attempts from this address; try again later",
+                "login-ip",
+                client_ip,
+            )
+        if not await self._account.hit("login", key):
+            raise await self._account.rejection(
+                "too_many_attempts",
+                "Too many failed sign-ins for this account; try again later",
+                "login",
+                key,
             )
 
-    async def record_failure(self, username: str, client_ip: str) -> None:
-        await self._limit.hit("login", username.lower(), client_ip)
+    async def succeeded(self, key: str) -> None:
+        await self._account.clear("login", key)
 
-    async def reset(self, username: str, client_ip: str) -> None:
-        await self._limit.clear("login", username.lower(), client_ip)
+
+def throttle_key(user: "User | None", login: str) -> str:
+    return f"user:{user.id}" if user is not None else f"name:{normalize_login(login)}"
+
+
+def normalize_login(login: str) -> str:
+    """Compatibility-normalised (NFKC: full-width letters become plain ones) and case-folded:
+    `` alice``, ``Alice`` and a full-width ``alice`` are one login."""
+    return unicodedata.normalize("NFKC", login).strip().casefold()
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """The form an address is stored and compared in: NFKC (full-width and other compatibility
+    characters become their plain forms) and case-folded, so look-alikes cannot register twice."""
+    return normalize_login(email)
 
 
 async def user_by_login(session: AsyncSession, login: str) -> User | None:
-    key = login.strip().lower()
+    key = normalize_login(login)
     column = func.lower(User.email) if "@" in key else func.lower(User.username)
     return (await session.scalars(select(User).where(column == key))).first()
 
@@ -128,11 +157,13 @@ async def mark_purge_finished(tx: Transaction, user_id: uuid.UUID, service: str)
 
 async def revoke_refresh_tokens(
     tx: Transaction, user_id: uuid.UUID, except_family: uuid.UUID | None = None
-) -> None:
+) -> set[uuid.UUID]:
+    """Revoke the user's live refresh tokens; returns the sessions (families) they belonged to."""
     query = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
     if except_family is not None:
         query = query.where(RefreshToken.family_id != except_family)
-    await tx.session.execute(query.values(revoked_at=utcnow()))
+    result = await tx.session.execute(query.values(revoked_at=utcnow()).returning(RefreshToken.family_id))
+    return set(result.scalars().all())
 
 
 @dataclass
@@ -143,11 +174,20 @@ class AuthService:
     settings: AuthSettings
     issuer: AccessTokenIssuer
     throttle: LoginThrottle
+    registrations: RedisRateLimit  # per client IP
+    revocations: RevocationList
 
     # ---- accounts -------------------------------------------------------------------
-    async def register(self, tx: Transaction, data: RegisterRequest) -> User:
+    async def register(self, tx: Transaction, data: RegisterRequest, client_ip: str) -> User:
         if not self.settings.registration_open:
             raise Forbidden("Registration is closed", code="registration_closed")
+        if not await self.registrations.hit("register", client_ip):
+            raise await self.registrations.rejection(
+                "too_many_attempts",
+                "Too many registrations from this address; try again later",
+                "register",
+                client_ip,
+            )
         return await create_user(tx.session, data)
 
     async def get_active_user(self, tx: Transaction, user_id: uuid.UUID) -> User:
@@ -157,8 +197,18 @@ class AuthService:
         return user
 
     async def update_profile(
-        self, tx: Transaction, user: User, *, email: str | None, username: str | None
+        self,
+        tx: Transaction,
+        user: User,
+        *,
+        email: str | None,
+        username: str | None,
+        current_password: str | None,
+        client_ip: str,
     ) -> User:
+        if email is not None and normalize_email(email) != user.email:
+            # Whoever holds a stolen access token must not be able to take the account over.
+            await self._check_current_password(user, current_password, client_ip)
         await _ensure_unique(tx.session, email=email, username=username, exclude=user.id)
         if email is not None:
             user.email = normalize_email(email)
@@ -169,29 +219,40 @@ class AuthService:
         await _flush_unique(tx.session)
         return user
 
-    async def change_password(
-        self, tx: Transaction, user: User, current: str, new: str, keep_session: str | None
-    ) -> None:
-        ok, _ = await verify_password(user.password_hash, current)
+    async def _check_current_password(self, user: User, password: str | None, client_ip: str) -> None:
+        """The current password, throttled like a sign-in (a stolen token must not probe it)."""
+        if not password:
+            raise Forbidden("Changing the email needs the current password", code="current_password_required")
+        key = throttle_key(user, user.username)
+        await self.throttle.attempt(key, client_ip)
+        ok, _ = await verify_password(user.password_hash, password)
         if not ok:
             raise Forbidden("Current password is incorrect", code="invalid_credentials")
+        await self.throttle.succeeded(key)
+
+    async def change_password(
+        self, tx: Transaction, user: User, current: str, new: str, keep_session: str | None, client_ip: str
+    ) -> None:
+        await self._check_current_password(user, current, client_ip)
         user.password_hash = await hash_password(new)
         user.updated_at = utcnow()
         tx.session.add(user)
         keep = uuid.UUID(keep_session) if keep_session else None
-        await revoke_refresh_tokens(tx, user.id, except_family=keep)
+        ended = await revoke_refresh_tokens(tx, user.id, except_family=keep)
+        # The other sessions' access tokens stop working too, not just their refresh tokens.
+        tx.after_commit(lambda: self.revocations.revoke_sessions(ended))
 
     # ---- sessions -------------------------------------------------------------------
     async def login(self, tx: Transaction, login: str, password: str, client_ip: str) -> dict:
-        await self.throttle.check(login, client_ip)
         user = await user_by_login(tx.session, login)
+        key = throttle_key(user, login)
+        await self.throttle.attempt(key, client_ip)
         ok, needs_rehash = await verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
-            await self.throttle.record_failure(login, client_ip)
             raise Unauthenticated("Incorrect username or password", code="invalid_credentials")
+        await self.throttle.succeeded(key)
         if not user.is_active:
             raise Forbidden("This account is disabled", code="account_disabled")
-        await self.throttle.reset(login, client_ip)
         if needs_rehash:  # legacy bcrypt or outdated argon2 parameters
             user.password_hash = await hash_password(password)
             tx.session.add(user)
@@ -207,6 +268,8 @@ class AuthService:
             # A spent token came back: someone holds a copy. Kill the whole family, and keep
             # that even though the request is refused.
             await self._revoke_family(tx, stored.family_id)
+            family = stored.family_id
+            tx.after_commit(lambda: self.revocations.revoke_sessions([family]))
             await tx.commit()
             raise Unauthenticated(
                 "Refresh token was already used; all sessions from that login are revoked",
@@ -228,6 +291,7 @@ class AuthService:
         family_id = await tx.session.scalar(query)
         if family_id is not None:
             await self._revoke_family(tx, family_id)
+            tx.after_commit(lambda: self.revocations.revoke_sessions([family_id]))
 
     async def _issue_pair(self, tx: Transaction, user: User, family_id: uuid.UUID) -> dict:
         token, token_hash = new_refresh_token()

@@ -19,8 +19,16 @@ class AuthSettings(CommonSettings):
 
     refresh_token_ttl_days: int = 30
     registration_open: bool = True
+    # Failed sign-ins per account in the window; while spent, even the right password waits.
     login_max_failures: int = 5
     login_failure_window_seconds: int = 900
+    # Per client IP (`limits` syntax): sign-in attempts (and current-password checks), and
+    # registrations. Each costs a password hash, far more CPU than any other request.
+    login_ip_rate_limit: str = "30/minute"
+    register_ip_rate_limit: str = "10/minute"
+    # Password hashes computed at once (each takes a core for ~50 ms); the rest wait their turn
+    # without holding threads, so other requests keep a core.
+    password_hash_concurrency: int = Field(1, ge=1)
 
     @property
     def service_database_url(self) -> str:

@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse
 from services.documents.models import Category, Document, Status
 from services.documents.schemas import DocumentOut, DocumentPage, DocumentUpdate
 from services.documents.service import DocumentsService
-from shared.deps import UserTx
+from shared.deps import Offset, UserTx
+from shared.middleware import USER_CONTENT_HEADERS
 from shared.passages import PassageList
 
 
@@ -61,7 +62,7 @@ async def list_documents(
     tx: UserTx,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     q: Annotated[str | None, Query(max_length=200)] = None,
     category: Category | None = None,
     status: Status | None = None,
@@ -94,7 +95,10 @@ async def get_document(document_id: uuid.UUID, tx: UserTx, service: Service) -> 
 async def get_content(document_id: uuid.UUID, tx: UserTx, service: Service) -> FileResponse:
     document = await service.get(tx, document_id)
     return FileResponse(
-        service.content_path(document), media_type=document.mime_type, filename=document.filename
+        service.content_path(document),
+        media_type=document.mime_type,
+        filename=document.filename,
+        headers=USER_CONTENT_HEADERS,
     )
 
 

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import anyio
 import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,7 +19,8 @@ from shared.db import transaction
 from shared.embeddings import Embedder
 from shared.models import utcnow
 from shared.text.chunking import TextChunk, chunk, classify
-from shared.text.extraction import ExtractionError, extract
+from shared.text.extraction import ExtractionError
+from shared.text.isolation import IsolatedExtractor
 from shared.vectors import DOCUMENT_CHUNKS, VectorChunk, VectorStore
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,7 @@ class Ingestor:
     sessions: async_sessionmaker[AsyncSession]
     store: VectorStore
     embedder: Embedder
+    extractor: IsolatedExtractor
 
     async def ingest(self, document_id: uuid.UUID, owner_id: uuid.UUID) -> str:
         async with transaction(self.sessions, owner_id) as tx:
@@ -56,7 +57,7 @@ class Ingestor:
 
         path = original_path(self.settings.uploads_dir, owner_id, document_id)
         try:
-            extracted = await anyio.to_thread.run_sync(extract, path, mime_type)
+            extracted = await self.extractor.extract(path, mime_type)
         except ExtractionError as exc:
             await self._fail(document_id, owner_id, str(exc))
             return "failed"
@@ -67,6 +68,12 @@ class Ingestor:
         chunks = chunk(extracted, category, self.settings.chunk_sizes)
         if not chunks:
             await self._fail(document_id, owner_id, "The document contains no text")
+            return "failed"
+        if len(chunks) > self.settings.max_chunks_per_document:
+            limit = self.settings.max_chunks_per_document
+            await self._fail(
+                document_id, owner_id, f"The document gives {len(chunks):,} passages; at most {limit:,}"
+            )
             return "failed"
 
         await self.store.delete(owner_id, DOCUMENT_CHUNKS, {"document_id": str(document_id)})

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from shared.config import service_database_url
 from shared.text.chunking import ChunkSizes
+from shared.text.isolation import ExtractionSettings
 from shared.vectors import VectorSettings
 
 
-class DocumentsSettings(VectorSettings):
+class DocumentsSettings(VectorSettings, ExtractionSettings):
     documents_database_url: str | None = Field(None, validation_alias="PAI_DOCUMENTS_DATABASE_URL")
 
     # Uploads live in <data_dir>/uploads/<user>/<document>/ (data_dir: see VectorSettings).
@@ -31,6 +32,8 @@ class DocumentsSettings(VectorSettings):
     ingest_timeout_seconds: int = 600
     # A document whose ingestion was started this often without finishing is marked failed.
     ingest_max_attempts: int = 3
+    # A document that cuts into more chunks than this fails instead of flooding the store.
+    max_chunks_per_document: int = 20_000
     # How often the worker compacts the embedded vector store.
     vector_optimize_minutes: int = 30
 

@@ -9,15 +9,19 @@ import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import anyio
 import structlog
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from shared.errors import DomainError, Invalid, TooLarge, UnsupportedMediaType
+from shared.errors import BadRequest, DomainError, Invalid, TooLarge, UnsupportedMediaType
 
 SNIFF_BYTES = 8192
 MAX_FIELD_BYTES = 8192
+# Text fields besides the file (title, description, ...): how many, and how much in all.
+MAX_FIELDS = 16
+MAX_FIELDS_TOTAL_BYTES = 64 * 1024
 ORIGINAL = "original"
 log = structlog.get_logger(__name__)
 _MULTIPART_OVERHEAD = 64 * 1024  # headers and small fields around the file part
@@ -37,6 +41,30 @@ def display_filename(raw: str | None) -> str:
     name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
     name = re.sub(r"\s+", " ", name).strip().lstrip(".")
     return name[:255] or "upload"
+
+
+_EXTENDED_FILENAME = re.compile(
+    rb"filename\*\s*=\s*([A-Za-z0-9!#$&+.^_`|~-]+)'[^']*'([^;\s]+)", re.IGNORECASE
+)
+
+
+def part_filename(disposition: bytes, plain: bytes | None) -> str | None:
+    """The file name of a part, exactly as the client meant it: RFC 5987's ``filename*=UTF-8''...``
+    when given, else the plain ``filename`` as UTF-8 (RFC 7578; browsers send it so), and as
+    Latin-1 only when those bytes are not UTF-8."""
+    extended = _EXTENDED_FILENAME.search(disposition)
+    if extended:
+        charset, value = extended.group(1).decode("ascii"), extended.group(2).decode("ascii")
+        try:
+            return unquote(value, encoding=charset, errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    if plain is None:
+        return None
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError:
+        return plain.decode("latin-1")
 
 
 def remove_tree(path: Path) -> None:
@@ -105,13 +133,19 @@ async def receive_upload(
     try:
         async with await anyio.open_file(destination, "wb") as out:
             state = _PartState()
+            received = 0
             async for chunk in body:
+                received += len(chunk)
+                if received > max_bytes + _MULTIPART_OVERHEAD:  # a chunked body declares no length
+                    raise TooLarge(f"The file is larger than {max_bytes} bytes", code="file_too_large")
                 parser.write(chunk)
                 for kind, data in events.drain():
                     await state.handle(kind, data, upload, hasher, out, max_bytes)
             parser.finalize()
             for kind, data in events.drain():
                 await state.handle(kind, data, upload, hasher, out, max_bytes)
+            if parser.state != MultipartState.END:
+                raise BadRequest("The upload ended before its closing boundary", code="incomplete_multipart")
         if not state.saw_file:
             raise Invalid("file: a file part named 'file' is required")
     except DomainError:
@@ -129,13 +163,15 @@ class _PartState:
     """Where we are in the multipart stream: which part, its headers, its field value."""
 
     def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, bytes] = {}
         self.header_name = b""
         self.header_value = b""
         self.name: str | None = None
         self.is_file = False
         self.saw_file = False
         self.value = bytearray()
+        self.fields = 0  # text parts seen
+        self.field_bytes = 0  # their bytes in all
 
     async def handle(self, kind, data, upload: ReceivedUpload, hasher, out, max_bytes: int) -> None:
         if kind == "begin":
@@ -146,18 +182,22 @@ class _PartState:
             self.header_value += data
         elif kind == "header_end":
             name = self.header_name.decode("latin-1").lower()
-            self.headers[name] = self.header_value.decode("utf-8", "replace")
+            self.headers[name] = bytes(self.header_value)  # raw: the file name may be UTF-8
             self.header_name, self.header_value = b"", b""
         elif kind == "headers_done":
-            _, params = parse_options_header(self.headers.get("content-disposition", ""))
+            disposition = self.headers.get("content-disposition", b"")
+            _, params = parse_options_header(disposition)
             self.name = params.get(b"name", b"").decode("utf-8", "replace")
             self.is_file = self.name == "file"
             if self.is_file:
                 if self.saw_file:
                     raise Invalid("file: send exactly one file")
                 self.saw_file = True
-                raw = params.get(b"filename")
-                upload.filename = raw.decode("utf-8", "replace") if raw is not None else None
+                upload.filename = part_filename(disposition, params.get(b"filename"))
+            else:
+                self.fields += 1
+                if self.fields > MAX_FIELDS:
+                    raise Invalid(f"at most {MAX_FIELDS} form fields besides the file")
         elif kind == "data" and self.is_file:
             upload.size += len(data)
             if upload.size > max_bytes:
@@ -168,7 +208,10 @@ class _PartState:
             await out.write(data)
         elif kind == "data":
             self.value += data
+            self.field_bytes += len(data)
             if len(self.value) > MAX_FIELD_BYTES:
                 raise Invalid(f"{self.name}: value too long")
+            if self.field_bytes > MAX_FIELDS_TOTAL_BYTES:
+                raise TooLarge(f"The form fields besides the file exceed {MAX_FIELDS_TOTAL_BYTES} bytes")
         elif kind == "end" and not self.is_file and self.name:
             upload.fields[self.name] = self.value.decode("utf-8", "replace")

@@ -21,6 +21,7 @@ from shared.logging import configure_logging
 from shared.redis import arq_settings
 from shared.registry import QUEUES
 from shared.tasks import PURGE_USER_JOB, report_purge_finished
+from shared.text.isolation import IsolatedExtractor
 from shared.vectors import VectorStore, open_vector_store
 
 
@@ -33,6 +34,7 @@ class WorkerContext(TypedDict):
     sessions: async_sessionmaker[AsyncSession]
     embedder: Embedder
     store: VectorStore
+    extractor: IsolatedExtractor
     ingestor: Ingestor
 
 
@@ -76,10 +78,12 @@ async def startup(ctx: WorkerContext) -> None:
     ctx["sessions"] = session_factory(ctx["engine"])
     ctx["embedder"] = create_embedder(settings)
     ctx["store"] = open_vector_store(settings, ctx["embedder"])
-    ctx["ingestor"] = Ingestor(settings, ctx["sessions"], ctx["store"], ctx["embedder"])
+    ctx["extractor"] = IsolatedExtractor(settings.extraction_limits, settings.isolation_limits)
+    ctx["ingestor"] = Ingestor(settings, ctx["sessions"], ctx["store"], ctx["embedder"], ctx["extractor"])
 
 
 async def shutdown(ctx: WorkerContext) -> None:
+    ctx["extractor"].close()
     await ctx["store"].close()
     await ctx["embedder"].aclose()
     await ctx["engine"].dispose()

@@ -7,6 +7,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from services.gateway.schemas import ROUTES
 from services.gateway.service import authenticate, client_ip
 from shared.auth import Principal
+from shared.errors import Unauthenticated
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 
@@ -14,7 +15,11 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 async def gate(request: Request) -> Principal | None:
     """Token first, then the rate limit: nothing reaches a service before both pass."""
     state = request.app.state
-    principal = await authenticate(request, state.verifier)
+    try:
+        principal = await authenticate(request, state.verifier)
+    except Unauthenticated:
+        await state.rate_limiter.check_refused(client_ip(request))
+        raise
     key = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
     await state.rate_limiter.check(key)
     return principal

@@ -49,7 +49,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.jwt_issuer,
             settings.jwt_audience,
         )
-        app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit)
+        app.state.rate_limiter = RateLimiter(
+            settings.redis_url, settings.rate_limit, settings.refused_token_rate_limit
+        )
         app.state.openapi = OpenApiMerger(client, list(upstreams.values()), settings.openapi_cache_seconds)
         try:
             yield

@@ -19,7 +19,7 @@ from services.gateway.schemas import (
     STRIPPED_RESPONSE_HEADERS,
     Upstream,
 )
-from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, unauthorized
+from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, token_refused
 from shared.errors import Unavailable, UpstreamFailed, UpstreamTimeout
 from shared.openapi import merge_documents
 from shared.ratelimit import RedisRateLimit
@@ -36,20 +36,29 @@ async def authenticate(request: Request, verifier: TokenVerifier) -> Principal |
     try:
         principal = await verifier.verify(bearer_token(request.headers.get("authorization")))
     except InvalidToken as exc:
-        raise unauthorized(str(exc)) from None
+        raise token_refused(exc) from None
     request.state.user_id = str(principal.user_id)
     return principal
 
 
 class RateLimiter:
-    """Request budget in Redis, per user (per IP when anonymous)."""
+    """Request budgets in Redis: per user (per IP when anonymous), and a much smaller one per IP
+    for requests whose token is refused (a client guessing or replaying tokens)."""
 
-    def __init__(self, redis_url: str, limit: str) -> None:
+    def __init__(self, redis_url: str, limit: str, refused_limit: str) -> None:
         self._limit = RedisRateLimit(redis_url, parse(limit))
+        self._refused = RedisRateLimit(redis_url, parse(refused_limit))
 
     async def check(self, key: str) -> None:
         if not await self._limit.hit("gateway", key):
             raise await self._limit.rejection("rate_limited", "Too many requests; slow down", "gateway", key)
+
+    async def check_refused(self, ip: str) -> None:
+        """Count a refused token against the client's address; 429 once it is spent."""
+        if not await self._refused.hit("gateway-refused", ip):
+            raise await self._refused.rejection(
+                "rate_limited", "Too many requests with invalid tokens; slow down", "gateway-refused", ip
+            )
 
 
 def upstream_headers(request: Request) -> list[tuple[str, str]]:

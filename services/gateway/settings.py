@@ -11,6 +11,8 @@ class GatewaySettings(CommonSettings):
 
     # Per user (per client IP for anonymous requests); syntax of the `limits` package.
     rate_limit: str = "1200/minute"
+    # Requests whose token is refused, per client IP (guessing and replaying tokens).
+    refused_token_rate_limit: str = "120/minute"  # noqa: S105 - a rate, not a secret
     upstream_connect_timeout_seconds: float = 5.0
     upstream_timeout_seconds: float = 120.0
     upstream_max_connections: int = 200

@@ -1,7 +1,6 @@
 """HTTP routes of the mail service: thin wrappers over :mod:`services.mail.service`."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -18,7 +17,8 @@ from services.mail.schemas import (
     SyncOut,
 )
 from services.mail.service import EmailFilters, MailService
-from shared.deps import UserTx
+from shared.deps import Offset, Timestamp, UserTx
+from shared.middleware import USER_CONTENT_HEADERS
 from shared.passages import PassageList
 
 
@@ -79,14 +79,14 @@ async def list_emails(
     tx: UserTx,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     account_id: uuid.UUID | None = None,
     type: EmailType | None = None,
     sender: Annotated[str | None, Query(max_length=320)] = None,
     label: Annotated[str | None, Query(max_length=100)] = None,
     is_read: bool | None = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
+    after: Timestamp | None = None,
+    before: Timestamp | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict:
     filters = EmailFilters(account_id, type, sender, label, is_read, after, before, q)
@@ -104,7 +104,9 @@ async def get_attachment(
     email_id: uuid.UUID, attachment_id: uuid.UUID, tx: UserTx, service: Service
 ) -> FileResponse:
     attachment, path = await service.attachment(tx, email_id, attachment_id)
-    return FileResponse(path, media_type=attachment.mime_type, filename=attachment.filename)
+    return FileResponse(
+        path, media_type=attachment.mime_type, filename=attachment.filename, headers=USER_CONTENT_HEADERS
+    )
 
 
 @router.get("/search", response_model=PassageList)

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import anyio
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,7 +23,8 @@ from shared.db import transaction
 from shared.embeddings import Embedder
 from shared.models import utcnow
 from shared.text.chunking import ChunkSizes, TextChunk, chunk
-from shared.text.extraction import Extracted, ExtractionError, Page, extract
+from shared.text.extraction import Extracted, ExtractionError, Page
+from shared.text.isolation import IsolatedExtractor
 from shared.vectors import EMAIL_CHUNKS, VectorChunk, VectorStore
 
 log = structlog.get_logger(__name__)
@@ -81,6 +81,7 @@ class Indexer:
     sessions: async_sessionmaker[AsyncSession]
     store: VectorStore
     embedder: Embedder
+    extractor: IsolatedExtractor
 
     @property
     def sizes(self) -> ChunkSizes:
@@ -147,7 +148,7 @@ class Indexer:
                 self.settings.attachments_dir, email.owner_id, email.id, attachment.part_index
             )
             try:
-                extracted = await anyio.to_thread.run_sync(extract, path, attachment.mime_type)
+                extracted = await self.extractor.extract(path, attachment.mime_type)
             except (ExtractionError, OSError) as exc:
                 log.info("attachment_not_indexed", attachment_id=str(attachment.id), reason=str(exc))
                 continue

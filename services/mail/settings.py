@@ -8,12 +8,13 @@ from pydantic import Field, SecretStr
 
 from services.mail.crypto import TokenCipher, parse_keys
 from shared.config import service_database_url
+from shared.text.isolation import ExtractionSettings
 from shared.vectors import VectorSettings
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 
 
-class MailSettings(VectorSettings):
+class MailSettings(VectorSettings, ExtractionSettings):
     mail_database_url: str | None = Field(None, validation_alias="PAI_MAIL_DATABASE_URL")
 
     # Attachments live in <data_dir>/mail/<user>/<email>/ (data_dir: see VectorSettings).

@@ -25,6 +25,7 @@ from shared.logging import configure_logging
 from shared.redis import arq_settings, create_redis
 from shared.registry import QUEUES
 from shared.tasks import PURGE_USER_JOB, report_purge_finished
+from shared.text.isolation import IsolatedExtractor
 from shared.vectors import VectorStore, open_vector_store
 
 
@@ -39,6 +40,7 @@ class WorkerContext(TypedDict):
     embedder: Embedder
     store: VectorStore
     syncer: Syncer
+    extractor: IsolatedExtractor
     indexer: Indexer
 
 
@@ -94,10 +96,12 @@ async def startup(ctx: WorkerContext) -> None:
         await enqueue_index(ctx["redis"], account_id, owner_id)
 
     ctx["syncer"] = Syncer(settings, ctx["sessions"], google, tokens, ctx["store"], on_stored)
-    ctx["indexer"] = Indexer(settings, ctx["sessions"], ctx["store"], ctx["embedder"])
+    ctx["extractor"] = IsolatedExtractor(settings.extraction_limits, settings.isolation_limits)
+    ctx["indexer"] = Indexer(settings, ctx["sessions"], ctx["store"], ctx["embedder"], ctx["extractor"])
 
 
 async def shutdown(ctx: WorkerContext) -> None:
+    ctx["extractor"].close()
     await ctx["store"].close()
     await ctx["embedder"].aclose()
     await ctx["plain_redis"].aclose()

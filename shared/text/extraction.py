@@ -7,6 +7,7 @@ import codecs
 import email.utils
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -176,26 +177,69 @@ def _looks_like_mail(text: str) -> bool:
     return known >= 2
 
 
-def extract(path: Path, mime: str) -> Extracted:
-    """Text of the file at ``path`` detected as ``mime``, per page for PDFs."""
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """What one file may cost to read. A file beyond a limit fails with a clear reason, before
+    the expensive work where the file's own structure says so (a PDF's page count, a DOCX's zip
+    directory), else as soon as the limit is crossed."""
+
+    max_pages: int = 2000
+    max_chars: int = 20_000_000
+    # A DOCX is a zip: the sum of its members' uncompressed sizes, and that sum over the
+    # compressed size (ordinary documents compress 3-10x; a zip bomb thousands of times).
+    max_uncompressed_bytes: int = 256 * 2**20
+    max_compression_ratio: float = 100.0
+
+
+def extract(path: Path, mime: str, limits: ExtractionLimits = ExtractionLimits()) -> Extracted:
+    """Text of the file at ``path`` detected as ``mime``, per page for PDFs. Runs in the
+    caller's process: untrusted files go through ``shared.text.isolation`` instead."""
     if mime == PDF:
-        extracted = _extract_pdf(path)
+        extracted = _extract_pdf(path, limits)
     elif mime == DOCX:
+        _check_archive(path, limits)
         extracted = Extracted([Page(None, _normalize(_docx_text(path)))], None)
     elif mime == HTML:
         extracted = Extracted([Page(None, _normalize(_html_text(_decode(path.read_bytes()))))], None)
     elif mime == EML:
-        extracted = _extract_mail(path)
+        extracted = _extract_mail(path, limits)
     elif mime in (TEXT, MARKDOWN):
         extracted = Extracted([Page(None, _normalize(_decode(path.read_bytes())))], None)
     else:
         raise ExtractionError("This file type is not supported")
     if not extracted.text.strip():
         raise ExtractionError("The document contains no text")
+    _check_chars(len(extracted.text), limits)
     return extracted
 
 
-def _extract_pdf(path: Path) -> Extracted:
+def _check_chars(count: int, limits: ExtractionLimits) -> None:
+    if count > limits.max_chars:
+        raise ExtractionError(f"The document has more than {limits.max_chars:,} characters of text")
+
+
+def _check_archive(path: Path, limits: ExtractionLimits) -> None:
+    """Refuse a zip whose directory announces more than we will inflate, before parsing it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ExtractionError("The file is not a valid DOCX document") from exc
+    total = sum(member.file_size for member in members)
+    packed = max(1, sum(member.compress_size for member in members))
+    if total > limits.max_uncompressed_bytes:
+        raise ExtractionError(
+            f"The document unpacks to {total / 2**20:,.0f} MB; at most "
+            f"{limits.max_uncompressed_bytes / 2**20:,.0f} MB are read"
+        )
+    if total > 2**20 and total / packed > limits.max_compression_ratio:
+        raise ExtractionError(
+            f"The document is compressed {total / packed:,.0f} times (at most "
+            f"{limits.max_compression_ratio:g}): refused as a possible zip bomb"
+        )
+
+
+def _extract_pdf(path: Path, limits: ExtractionLimits) -> Extracted:
     """One Page per PDF page that has text. A page that fails to parse is skipped, so a partly
     damaged PDF still yields what it can; a PDF with no text at all is refused as image-only."""
     try:
@@ -209,7 +253,9 @@ def _extract_pdf(path: Path) -> Extracted:
         raise ExtractionError("The PDF uses an unsupported encryption") from exc
     except Exception as exc:  # pypdf raises many types on malformed files
         raise ExtractionError(f"The PDF is damaged: {_detail(exc)}") from exc
-    pages, failure = [], None
+    if page_count > limits.max_pages:
+        raise ExtractionError(f"The PDF has {page_count:,} pages; at most {limits.max_pages:,} are read")
+    pages, failure, chars = [], None, 0
     for number in range(1, page_count + 1):
         try:
             text = _normalize(reader.pages[number - 1].extract_text() or "")
@@ -218,6 +264,8 @@ def _extract_pdf(path: Path) -> Extracted:
             continue
         if text:
             pages.append(Page(number, text))
+            chars += len(text)
+            _check_chars(chars, limits)
     if not pages:
         if failure is not None:
             raise ExtractionError(f"The PDF is damaged: {_detail(failure)}") from failure
@@ -264,7 +312,7 @@ def _html_text(html: str) -> str:
         raise ExtractionError("The HTML document could not be read") from exc
 
 
-def _extract_mail(path: Path) -> Extracted:
+def _extract_mail(path: Path, limits: ExtractionLimits) -> Extracted:
     """An ``.eml`` through the mail service's parser (``shared.text.mail``): a header block and
     the body as the first section, then each readable attachment (PDF, DOCX, text, HTML) as a
     section of its own, so its text is searchable and a chunk never mixes two of them."""
@@ -283,7 +331,7 @@ def _extract_mail(path: Path) -> Extracted:
     unread = []
     sections = []
     for attachment in message.attachments:
-        text = _attachment_text(raw, attachment)
+        text = _attachment_text(raw, attachment, limits)
         if text:
             sections.append(Page(None, _normalize(f"Attachment: {attachment.filename}\n\n{text}")))
         else:
@@ -299,7 +347,7 @@ def _address(address: Address) -> str:
     return f"{address.name} <{address.email}>" if address.name else address.email
 
 
-def _attachment_text(raw: bytes, attachment: AttachmentInfo) -> str | None:
+def _attachment_text(raw: bytes, attachment: AttachmentInfo, limits: ExtractionLimits) -> str | None:
     """Text of one attachment of a message, or None when it is too large, of a type we do not
     read (images, archives, attached messages), or unreadable."""
     if attachment.size > MAX_ATTACHMENT_BYTES:
@@ -315,7 +363,7 @@ def _attachment_text(raw: bytes, attachment: AttachmentInfo) -> str | None:
         handle.write(data)
         handle.flush()
         try:
-            return extract(Path(handle.name), mime).text
+            return extract(Path(handle.name), mime, limits).text
         except ExtractionError:
             return None
 

@@ -1,0 +1,128 @@
+"""Extraction of untrusted files where a runaway cannot take the worker down.
+
+Parsers of PDF, DOCX and HTML can be driven by a small hostile file to use gigabytes of memory
+or minutes of CPU (a zip bomb, a PDF listing one page thousands of times). The structural
+limits in :class:`~shared.text.extraction.ExtractionLimits` catch the known shapes before
+parsing; this module catches the rest: every extraction runs in a child process whose address
+space and CPU time are capped by the kernel (``setrlimit``). A child that runs out dies or
+raises, the file fails with a plain reason, and the next file gets a fresh child. The worker
+itself never holds the parsed document.
+"""
+
+import asyncio
+import multiprocessing
+import resource
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.text.extraction import Extracted, ExtractionError, ExtractionLimits, extract
+
+
+@dataclass(frozen=True)
+class IsolationLimits:
+    """What the child process may use: address space (bytes) and CPU seconds per file."""
+
+    memory_bytes: int = 2 * 2**30
+    cpu_seconds: int = 120
+
+
+class ExtractionSettings(BaseSettings):
+    """Settings of a service that reads untrusted files (documents, mail attachments)."""
+
+    model_config = SettingsConfigDict(env_prefix="PAI_", extra="ignore", populate_by_name=True)
+
+    extract_max_pages: int = Field(2000, ge=1)
+    extract_max_chars: int = Field(20_000_000, ge=1)
+    extract_max_uncompressed_bytes: int = Field(256 * 2**20, ge=1)
+    extract_max_compression_ratio: float = Field(100.0, gt=1)
+    extract_memory_bytes: int = Field(2 * 2**30, ge=64 * 2**20)
+    extract_cpu_seconds: int = Field(120, ge=1)
+
+    @property
+    def extraction_limits(self) -> ExtractionLimits:
+        return ExtractionLimits(
+            max_pages=self.extract_max_pages,
+            max_chars=self.extract_max_chars,
+            max_uncompressed_bytes=self.extract_max_uncompressed_bytes,
+            max_compression_ratio=self.extract_max_compression_ratio,
+        )
+
+    @property
+    def isolation_limits(self) -> IsolationLimits:
+        return IsolationLimits(memory_bytes=self.extract_memory_bytes, cpu_seconds=self.extract_cpu_seconds)
+
+
+def _cap_memory(memory_bytes: int) -> None:
+    """The child's initializer: no allocation beyond ``memory_bytes`` of address space."""
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def _extract_capped(path: str, mime: str, limits: ExtractionLimits, cpu_seconds: int) -> Extracted:
+    """In the child: this file may use ``cpu_seconds`` more CPU (the kernel sends SIGXCPU, which
+    ends the child, past it); running out of memory becomes a plain failure."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = int(used.ru_utime + used.ru_stime) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = spent + cpu_seconds
+    resource.setrlimit(
+        resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard)
+    )
+    try:
+        return extract(Path(path), mime, limits)
+    except MemoryError:
+        raise ExtractionError("Reading the file needed more memory than allowed") from None
+
+
+class IsolatedExtractor:
+    """Extraction in one capped child process, one file at a time: a file that kills the child
+    fails alone, never a file that happened to share it. (Extraction is a small part of
+    ingestion next to embedding, so one child keeps up.)"""
+
+    def __init__(
+        self, limits: ExtractionLimits = ExtractionLimits(), isolation: IsolationLimits = IsolationLimits()
+    ) -> None:
+        self.limits = limits
+        self.isolation = isolation
+        self._pool: ProcessPoolExecutor | None = None
+        self._one_at_a_time = asyncio.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded process
+                initializer=_cap_memory,
+                initargs=(self.isolation.memory_bytes,),
+            )
+        return self._pool
+
+    async def extract(self, path: Path, mime: str) -> Extracted:
+        loop = asyncio.get_running_loop()
+        job = (str(path), mime, self.limits, self.isolation.cpu_seconds)
+        try:
+            async with self._one_at_a_time:
+                return await loop.run_in_executor(self._executor(), _extract_capped, *job)
+        except BrokenProcessPool:
+            self._discard()  # the child died (CPU limit, or killed outright): the next file gets a new one
+            raise ExtractionError(
+                f"Reading the file needed more than {self.isolation.cpu_seconds} s of CPU or "
+                f"{self.isolation.memory_bytes / 2**20:,.0f} MB of memory"
+            ) from None
+        except MemoryError:  # could not even receive the result
+            self._discard()
+            raise ExtractionError("Reading the file needed more memory than allowed") from None
+
+    def _discard(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,76 @@
+"""Reading hostile files: structural limits refuse the known shapes before parsing, and the
+capped child process catches whatever else runs away, without hurting the caller."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from shared.text.extraction import DOCX, PDF, TEXT, ExtractionError, ExtractionLimits, extract
+from shared.text.isolation import ExtractionSettings, IsolatedExtractor, IsolationLimits
+from tests import files
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_docx_zip_bomb_is_refused_from_its_zip_directory(tmp_path: Path) -> None:
+    bomb = files.docx_bomb()  # 0.3 MB that would inflate to 200 MB of XML
+    path = write(tmp_path, "bomb.docx", bomb)
+    with pytest.raises(ExtractionError, match="zip bomb"):
+        extract(path, DOCX)
+    with pytest.raises(ExtractionError, match="at most 10 MB"):
+        extract(path, DOCX, ExtractionLimits(max_uncompressed_bytes=10 * 2**20, max_compression_ratio=1e9))
+    ordinary = write(tmp_path, "ok.docx", files.docx_file())
+    assert files.KNOWN_SENTENCE in extract(ordinary, DOCX).text  # real documents still pass
+
+
+def test_a_pdf_listing_one_page_thousands_of_times_is_refused_by_its_page_count(tmp_path: Path) -> None:
+    path = write(tmp_path, "pages.pdf", files.pdf_repeating_one_page(3000))
+    with pytest.raises(ExtractionError, match="3,000 pages; at most 2,000"):
+        extract(path, PDF)
+    few = write(tmp_path, "few.pdf", files.pdf_repeating_one_page(3))
+    assert extract(few, PDF).page_count == 3
+
+
+def test_text_beyond_the_character_limit_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "long.txt", b"word " * 10_000)
+    with pytest.raises(ExtractionError, match="more than 1,000 characters"):
+        extract(path, TEXT, ExtractionLimits(max_chars=1_000))
+    pdf = write(tmp_path, "three.pdf", files.three_page_pdf())
+    with pytest.raises(ExtractionError, match="characters"):
+        extract(pdf, PDF, ExtractionLimits(max_chars=500))
+
+
+async def test_a_runaway_extraction_fails_alone_and_the_next_file_is_read(tmp_path: Path) -> None:
+    small = write(tmp_path, "small.txt", b"The herons are back.")
+    big = tmp_path / "big.txt"  # 150 MB of text: decoding and normalising copies it several times
+    with big.open("wb") as out:
+        for _ in range(150):
+            out.write((b"word " * 20 + b"\n") * 10_000)
+
+    capped_memory = IsolatedExtractor(isolation=IsolationLimits(memory_bytes=400 * 2**20, cpu_seconds=60))
+    capped_cpu = IsolatedExtractor(isolation=IsolationLimits(memory_bytes=4 * 2**30, cpu_seconds=1))
+    try:
+        assert (await capped_memory.extract(small, TEXT)).text == "The herons are back."
+        with pytest.raises(ExtractionError, match="memory"):
+            await capped_memory.extract(big, TEXT)
+        assert (await capped_memory.extract(small, TEXT)).text == "The herons are back."
+
+        with pytest.raises(ExtractionError, match="1 s of CPU"):  # the kernel ends the child
+            await capped_cpu.extract(big, TEXT)
+        # Concurrent callers share the one child one at a time, and a fresh child serves them.
+        texts = await asyncio.gather(*(capped_cpu.extract(small, TEXT) for _ in range(3)))
+        assert [t.text for t in texts] == ["The herons are back."] * 3
+    finally:
+        capped_memory.close()
+        capped_cpu.close()
+
+
+def test_limits_come_from_settings() -> None:
+    settings = ExtractionSettings(extract_max_pages=7, extract_cpu_seconds=9, extract_memory_bytes=2**30)
+    assert settings.extraction_limits.max_pages == 7
+    assert settings.isolation_limits == IsolationLimits(memory_bytes=2**30, cpu_seconds=9)
