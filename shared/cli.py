@@ -8,6 +8,9 @@ from arq.worker import check_health, run_worker
 
 from shared.config import CommonSettings
 
+SERVER_KEEPALIVE_SECONDS = 75
+UPSTREAM_KEEPALIVE_SECONDS = 60  # the gateway's pool: shorter than the services keep theirs
+
 
 def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
     """Run one uvicorn process. X-Forwarded-For is trusted only from ``forwarded_allow_ips``
@@ -22,6 +25,9 @@ def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
         log_config=None,  # our JSON logging is configured by the app factory
         access_log=False,
         server_header=False,
+        # Idle keep-alive connections live longer than the gateway's pool keeps them
+        # (UPSTREAM_KEEPALIVE_SECONDS), so the gateway never sends on one a service just closed.
+        timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
     )
 
 

@@ -100,7 +100,6 @@ def base_env(
         PAI_JWT_PRIVATE_KEY_FILE=str(key_file),
         PAI_DATA_DIR=str(tmp_path_factory.mktemp("data")),
         PAI_MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
-        PAI_INGEST_STALE_SECONDS="5",
         PAI_RECOVER_INTERVAL_SECONDS="5",
         PAI_MAIL_TOKEN_KEYS=generate_key(),
         PAI_FRONTEND_URL=FRONTEND_URL,
@@ -108,6 +107,7 @@ def base_env(
         # Every test signs up and in from 127.0.0.1: the per-IP budgets are tested on their own.
         PAI_LOGIN_IP_RATE_LIMIT="100000/minute",
         PAI_REGISTER_IP_RATE_LIMIT="100000/minute",
+        PAI_REFUSED_TOKEN_RATE_LIMIT="100000/minute",
         HF_HUB_OFFLINE="1",
         **gmail_server.service_env(),
     )

@@ -41,7 +41,6 @@ def private(start_service, stack, tmp_path_factory, private_database):
         "database_url": private_database,
         "redis_url": PRIVATE_REDIS,
         "data_dir": str(data_dir),
-        "ingest_stale_seconds": "1",
         "recover_interval_seconds": "2",
         "ingest_timeout_seconds": "20",
         "embedding_batch_size": "8",
@@ -104,6 +103,32 @@ async def test_documents_queued_when_redis_lost_them_are_recovered(private, new_
             process.stop()
     assert ready["status"] == "ready", ready
     assert ready["chunk_count"] == expected_chunks(files.text_file())
+
+
+async def test_a_queue_lost_mid_ingestion_resumes_within_one_recovery_interval(private, new_account):
+    """Redis flushed while the worker is busy: the queued documents' jobs are gone. The cron
+    (every 2 s here; the default stale threshold of old waited ten minutes) enqueues them again
+    because Redis no longer knows their job ids, and the running worker finishes all of them."""
+    url, _, worker = private
+    account = await new_account()
+    process = worker()
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            ids = []
+            for i in range(5):
+                content = long_text() + f"\n\nCopy {i} {uuid.uuid4()}".encode()
+                response = await client.post(
+                    "/documents", headers=account.headers, files={"file": (f"lost-{i}.txt", content)}
+                )
+                assert response.status_code == 202
+                ids.append(response.json()["id"])
+            first = await wait_for_status(client, account, ids[0], {"processing", "ready"})
+            assert first["status"] in ("processing", "ready")
+            redis.Redis.from_url(PRIVATE_REDIS).flushdb()  # mid-ingestion: the queue is gone
+            finals = [await wait_for_status(client, account, i, {"ready", "failed"}) for i in ids]
+    finally:
+        process.stop()
+    assert [d["status"] for d in finals] == ["ready"] * 5, finals
 
 
 async def test_a_worker_killed_mid_ingestion_is_finished_by_the_next_one(private, new_account):

@@ -29,6 +29,8 @@ class AuthSettings(CommonSettings):
     # Password hashes computed at once (each takes a core for ~50 ms); the rest wait their turn
     # without holding threads, so other requests keep a core.
     password_hash_concurrency: int = Field(1, ge=1)
+    # How often the worker re-enqueues unfinished purges from the outbox (seconds; divides a minute).
+    recover_interval_seconds: int = Field(60, ge=1, le=60)
 
     @property
     def service_database_url(self) -> str:

@@ -50,7 +50,13 @@ def worker_settings() -> dict:
     """ARQ's worker settings, read from the environment when the worker starts (not at import)."""
     return {
         "functions": [purge_finished],
-        "cron_jobs": [cron(requeue_purges, minute=set(range(0, 60, 5)), run_at_startup=True)],
+        "cron_jobs": [
+            cron(
+                requeue_purges,
+                second=set(range(0, 60, get_settings().recover_interval_seconds)),
+                run_at_startup=True,
+            )
+        ],
         "health_check_interval": 60,  # `python -m services.auth worker --check` reads its key
         "queue_name": QUEUES["auth"],
         "redis_settings": arq_settings(get_settings().redis_url),

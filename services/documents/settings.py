@@ -24,9 +24,8 @@ class DocumentsSettings(VectorSettings, ExtractionSettings):
     chunk_long_form_overlap_chars: int = 200
     chunk_generic_chars: int = 800
 
-    # A document queued/processing (or deleted) this long without progress is re-enqueued.
-    ingest_stale_seconds: int = 600
-    # How often the worker looks for such documents (seconds; divides a minute).
+    # How often the worker enqueues every unfinished document again (seconds; divides a minute):
+    # ARQ ignores a job id it still knows, so only jobs Redis lost come back, within one tick.
     recover_interval_seconds: int = 60
     # Longest one ingestion may run; a killed worker's job is retried after this (+10 s).
     ingest_timeout_seconds: int = 600

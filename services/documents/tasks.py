@@ -53,12 +53,12 @@ async def purge_user(ctx: WorkerContext, user_id: str) -> int:
 
 
 async def recover_stale_documents(ctx: WorkerContext) -> int:
-    """Re-enqueue work that Redis lost or a killed worker left: Postgres is the source of truth."""
+    """Enqueue every unfinished document again: Postgres is the source of truth, and ARQ ignores
+    a job id it still knows, so only the jobs Redis lost (flushed, evicted) come back."""
     async with transaction(ctx["sessions"]) as tx:
         rows = (
             await tx.session.execute(
-                text("SELECT id, owner_id, deleted FROM documents.documents_needing_work(:stale)"),
-                {"stale": ctx["settings"].ingest_stale_seconds},
+                text("SELECT id, owner_id, deleted FROM documents.documents_needing_work(0)")
             )
         ).all()
     for row in rows:

@@ -12,6 +12,7 @@ from services.gateway.service import OpenApiMerger, Proxy, RateLimiter, upstream
 from services.gateway.settings import GatewaySettings, get_settings
 from shared.app import build_app
 from shared.auth import JwksKeys, RevocationList, TokenVerifier
+from shared.cli import UPSTREAM_KEEPALIVE_SECONDS
 from shared.health import redis_check
 from shared.logging import configure_logging
 from shared.redis import create_redis
@@ -28,7 +29,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         client = httpx.AsyncClient(timeout=5.0)  # JWKS, readiness and docs; not the hot path
         # Raw bytes both ways: no decompression, no cookie jar, headers passed as they are.
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.upstream_max_connections),
+            connector=aiohttp.TCPConnector(
+                limit=settings.upstream_max_connections, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS
+            ),
             timeout=aiohttp.ClientTimeout(
                 total=None,
                 connect=settings.upstream_connect_timeout_seconds,

@@ -54,8 +54,6 @@ class MailSettings(VectorSettings, ExtractionSettings):
     gmail_max_retries: int = 6
     gmail_backoff_max_seconds: float = 32.0
     gmail_timeout_seconds: float = 30.0
-    # A sync queued or running this long without progress is re-enqueued by the cron.
-    sync_stale_seconds: int = 600
     sync_timeout_seconds: int = 3600
     recover_interval_seconds: int = 60
 

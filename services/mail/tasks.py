@@ -67,7 +67,7 @@ async def schedule_and_recover(ctx: WorkerContext) -> dict[str, int]:
         work = await recoverable_work(
             tx,
             interval_seconds=settings.sync_interval_minutes * 60,
-            stale_seconds=settings.sync_stale_seconds,
+            stale_seconds=0,  # every active run: ARQ ignores a job id it still knows
         )
     for account_id, owner_id in work.due:
         async with transaction(ctx["sessions"], owner_id) as tx:
