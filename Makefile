@@ -53,13 +53,14 @@ test: lint
 	fi
 	$(BIN)/pytest
 
-## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory)
+## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/mail_sync.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/abuse.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python

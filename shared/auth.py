@@ -5,6 +5,7 @@ when an unknown ``kid`` shows up, at most every few seconds), or from a static k
 the auth service itself. A Redis marker per user revokes every token issued before it.
 """
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -62,7 +63,12 @@ class StaticKeys:
 
 
 class JwksKeys:
-    """Public keys fetched from a JWKS URL, cached, refetched on an unknown ``kid``."""
+    """Public keys fetched from a JWKS URL, cached, refetched on an unknown ``kid``.
+
+    One refetch at a time: requests that arrive with the new ``kid`` while it runs wait for it
+    and use its answer (after a key change, the first burst of requests would otherwise find
+    the refresh rate-limited and be refused). Refetches are at most every
+    ``min_refresh_seconds``, so made-up ``kid``s cannot make us hammer the auth service."""
 
     def __init__(self, url: str, client: httpx.AsyncClient, min_refresh_seconds: float) -> None:
         self._url = url
@@ -70,12 +76,16 @@ class JwksKeys:
         self._min_refresh = min_refresh_seconds
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
+        self._refreshing = asyncio.Lock()
 
     async def key_for(self, kid: str) -> Any:
         key = self._keys.get(kid)
-        if key is None and time.monotonic() - self._fetched_at >= self._min_refresh:
-            await self._refresh()
-            key = self._keys.get(kid)
+        if key is None:
+            async with self._refreshing:
+                key = self._keys.get(kid)  # fetched while we waited
+                if key is None and time.monotonic() - self._fetched_at >= self._min_refresh:
+                    await self._refresh()
+                    key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
         return key

@@ -58,6 +58,12 @@ class NotFound(DomainError):
     status, default_code = 404, "not_found"
 
 
+class RequestTimeout(DomainError):
+    """The client did not send its request (body) in time."""
+
+    status, default_code = 408, "request_timeout"
+
+
 class Conflict(DomainError):
     status, default_code = 409, "conflict"
 
@@ -74,6 +80,10 @@ class Invalid(DomainError):
     """Well-formed but unacceptable input."""
 
     status, default_code = 422, "validation_error"
+
+
+class HeadersTooLarge(DomainError):
+    status, default_code = 431, "request_header_fields_too_large"
 
 
 class RateLimited(DomainError):

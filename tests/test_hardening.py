@@ -276,3 +276,75 @@ async def test_access_tokens_die_with_their_session(gateway, new_account, stack)
     replay = await gateway.post("/auth/refresh", json={"refresh_token": victim["refresh_token"]})
     assert replay.status_code == 401 and replay.json()["error"]["code"] == "refresh_token_reused"
     assert not await works(rotated["access_token"])
+
+
+# --- the edge under slow and hostile clients --------------------------------------------------
+
+
+async def trickle(port: int, head: bytes, seconds: float, every: float = 0.4) -> int:
+    """A client that sends its headers, then its body one byte at a time; returns the status
+    the gateway answered (0 if it never did)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                writer.write(b"x")
+                await writer.drain()
+            except (ConnectionError, OSError):
+                break
+            try:
+                line = await asyncio.wait_for(reader.readline(), every)
+            except TimeoutError:
+                continue
+            return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+        line = await asyncio.wait_for(reader.readline(), 5)
+        return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+    except (ConnectionError, OSError, TimeoutError, IndexError, ValueError):
+        return 0
+    finally:
+        writer.close()
+
+
+async def test_slow_bodies_from_one_place_do_not_take_the_services_from_everyone(start_service, new_account):
+    url, _ = start_service(
+        "gateway",
+        max_in_flight_per_client="4",
+        body_idle_timeout_seconds="2",
+        body_rate_grace_seconds="1",
+        upstream_max_connections_per_service="4",
+    )
+    port = int(url.rsplit(":", 1)[1])
+    victim = await new_account()
+    head = (
+        b"POST /auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 500\r\n\r\n"
+    )
+    attack = [asyncio.create_task(trickle(port, head, seconds=6)) for _ in range(12)]
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        answers = [(await client.get("/auth/me", headers=victim.headers)).status_code for _ in range(10)]
+    statuses = await asyncio.gather(*attack)
+    assert answers == [200] * 10  # the victim is served all along
+    assert set(statuses) <= {408, 429} and statuses.count(429) >= 8, statuses  # one place: 4 at once
+
+
+async def test_a_trickled_upload_ends_in_408(start_service, new_account):
+    url, _ = start_service("gateway", body_idle_timeout_seconds="5", body_rate_grace_seconds="1")
+    port = int(url.rsplit(":", 1)[1])
+    user = await new_account()
+    head = (
+        f"POST /documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.access_token}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n"
+        '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\n\r\n'
+    ).encode()
+    assert await trickle(port, head, seconds=8) == 408
+
+
+async def test_oversized_headers_are_431(gateway, new_account):
+    user = await new_account()
+    response = await gateway.get("/documents", headers={**user.headers, "X-Padding": "p" * 40_000})
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "request_header_fields_too_large"

@@ -1,16 +1,22 @@
 """The shared verifier's cache of checked signatures never outlives expiry or revocation."""
 
 import asyncio
+import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import jwt
+import jwt.algorithms
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auth.tokens import key_id
-from shared.auth import InvalidToken, RevocationList, StaticKeys, TokenVerifier
+from shared.auth import InvalidToken, JwksKeys, RevocationList, StaticKeys, TokenVerifier
 from shared.redis import create_redis
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -56,3 +62,51 @@ async def test_a_cached_token_is_still_revoked(verifier_parts):
     await revocations.revoke_user(user_id)
     with pytest.raises(InvalidToken, match="revoked"):
         await verifier.verify(good)
+
+
+def jwks_of(*public_keys) -> dict:
+    keys = []
+    for public in public_keys:
+        jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(public))
+        keys.append({**jwk, "kid": key_id(public), "alg": "EdDSA", "use": "sig"})
+    return {"keys": keys}
+
+
+async def test_concurrent_first_requests_after_a_key_change_share_one_jwks_refetch(redis_url):
+    """The signing key changed: ten requests arrive at once with the new kid. One refetch
+    serves them all (before: the first refetched, the rest found the refresh rate-limited)."""
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    served = {"jwks": jwks_of(old.public_key()), "fetches": 0}
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served["fetches"] += 1
+            time.sleep(0.2)  # a slow auth service widens the window
+            body = json.dumps(served["jwks"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    redis = create_redis(redis_url)
+    try:
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+            keys = JwksKeys(url, client, min_refresh_seconds=5.0)
+            verifier = TokenVerifier(keys, RevocationList(redis, 60), "pai-auth", "pai-api")
+            await verifier.verify(token(old, key_id(old.public_key()), uuid.uuid4(), 300))
+            served["jwks"] = jwks_of(new.public_key(), old.public_key())  # the rotation
+            await asyncio.sleep(5.1)  # past the refetch interval
+            tokens = [token(new, key_id(new.public_key()), uuid.uuid4(), 300) for _ in range(10)]
+            results = await asyncio.gather(*(verifier.verify(t) for t in tokens), return_exceptions=True)
+    finally:
+        server.shutdown()
+        await redis.aclose()
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert served["fetches"] == 2  # the first look-up, then one refetch for all ten

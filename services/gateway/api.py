@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from services.gateway.edge import ReleaseAfter, check_header_size
 from services.gateway.schemas import ROUTES
 from services.gateway.service import authenticate, client_ip
 from shared.auth import Principal
@@ -12,25 +13,33 @@ from shared.errors import Unauthenticated
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 
 
-async def gate(request: Request) -> Principal | None:
-    """Token first, then the rate limit: nothing reaches a service before both pass."""
+async def gate(request: Request) -> tuple[Principal | None, str]:
+    """Headers, token, then the rate limit: nothing reaches a service before all pass.
+    Returns the principal (None on a public endpoint) and the client's key."""
     state = request.app.state
+    check_header_size(request, state.settings.max_header_bytes)
     try:
         principal = await authenticate(request, state.verifier)
     except Unauthenticated:
         await state.rate_limiter.check_refused(client_ip(request))
         raise
-    key = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
-    await state.rate_limiter.check(key)
-    return principal
+    client = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
+    await state.rate_limiter.check(client)
+    return principal, client
 
 
 def _forwarder(service: str, template: str):
     async def forward(request: Request) -> Response:
         request.state.route_template = template
-        await gate(request)
+        principal, client = await gate(request)
         state = request.app.state
-        return await state.proxy.forward(request, state.upstreams[service])
+        release = state.in_flight.take(client)  # given back when the answer is fully sent
+        try:
+            response = await state.proxy.forward(request, state.upstreams[service], public=principal is None)
+        except BaseException:
+            release()
+            raise
+        return ReleaseAfter(response, release)  # type: ignore[return-value]  # any ASGI app will do
 
     return forward
 

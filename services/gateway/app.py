@@ -7,6 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.gateway.api import docs_router, proxy_router
+from services.gateway.edge import InFlight
 from services.gateway.schemas import Upstream
 from services.gateway.service import OpenApiMerger, Proxy, RateLimiter, upstream_readiness
 from services.gateway.settings import GatewaySettings, get_settings
@@ -30,7 +31,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Raw bytes both ways: no decompression, no cookie jar, headers passed as they are.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=settings.upstream_max_connections, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS
+                limit=settings.upstream_max_connections,
+                limit_per_host=settings.upstream_max_connections_per_service,  # one share per service
+                keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS,
             ),
             timeout=aiohttp.ClientTimeout(
                 total=None,
@@ -45,7 +48,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.client = client
         app.state.redis = redis
         app.state.upstreams = upstreams
-        app.state.proxy = Proxy(session)
+        app.state.proxy = Proxy(session, settings)
+        app.state.settings = settings
+        app.state.in_flight = InFlight(settings.max_in_flight_per_client)
         app.state.verifier = TokenVerifier(
             JwksKeys(settings.jwks_url, client, settings.jwks_min_refresh_seconds),
             RevocationList(redis, settings.access_token_ttl_seconds),

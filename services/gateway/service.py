@@ -12,6 +12,7 @@ from limits import parse
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from services.gateway.edge import BodyGuard, read_small_body
 from services.gateway.schemas import (
     PUBLIC_ENDPOINTS,
     STRIPPED_REQUEST_HEADERS,
@@ -19,8 +20,9 @@ from services.gateway.schemas import (
     STRIPPED_RESPONSE_HEADERS,
     Upstream,
 )
+from services.gateway.settings import GatewaySettings
 from shared.auth import InvalidToken, Principal, TokenVerifier, bearer_token, token_refused
-from shared.errors import Unavailable, UpstreamFailed, UpstreamTimeout
+from shared.errors import RequestTimeout, Unavailable, UpstreamFailed, UpstreamTimeout
 from shared.openapi import merge_documents
 from shared.ratelimit import RedisRateLimit
 
@@ -96,27 +98,43 @@ class Proxy:
     per proxied request under concurrency, more than the auth service spends answering it.
     """
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, settings: GatewaySettings) -> None:
         self._session = session
+        self._settings = settings
 
-    async def forward(self, request: Request, upstream: Upstream) -> Response:
+    async def forward(self, request: Request, upstream: Upstream, *, public: bool) -> Response:
+        """``public``: an endpoint anyone may call; its (small) body is read whole first."""
         # The path exactly as the client encoded it: decoding and re-encoding could change it.
         url = upstream.base_url + request.scope["raw_path"].decode("latin-1")
         if request.scope["query_string"]:
             url += "?" + request.scope["query_string"].decode("latin-1")
+        settings, guard = self._settings, None
+        data: bytes | AsyncIterator[bytes] | None = None
+        if _has_body(request) and public:
+            deadline = settings.body_idle_timeout_seconds
+            data = await read_small_body(request, settings.public_body_max_bytes, deadline)
+        elif _has_body(request):
+            guard = BodyGuard(
+                settings.body_idle_timeout_seconds,
+                settings.body_min_bytes_per_second,
+                settings.body_rate_grace_seconds,
+            )
+            data = guard.stream(request.stream())
         try:
             response = await self._session.request(
                 request.method,
                 yarl.URL(url, encoded=True),
                 headers=upstream_headers(request),
-                data=request.stream() if _has_body(request) else None,
+                data=data,
                 allow_redirects=False,
             )
         except aiohttp.ClientConnectorError:
             raise Unavailable(f"The {upstream.name} service is unavailable") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"The {upstream.name} service did not answer in time") from None
-        except aiohttp.ClientError:
+        except (TimeoutError, aiohttp.ClientError, RequestTimeout) as exc:
+            if guard is not None and guard.failure is not None:
+                raise guard.failure from None  # the client's body, not the service, was too slow
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout(f"The {upstream.name} service did not answer in time") from None
             raise UpstreamFailed(f"The {upstream.name} service broke the connection") from None
         headers = {
             name: value

@@ -16,6 +16,19 @@ class GatewaySettings(CommonSettings):
     upstream_connect_timeout_seconds: float = 5.0
     upstream_timeout_seconds: float = 120.0
     upstream_max_connections: int = 200
+    # Each service has its own share of the pool: one slow service cannot take the others' share.
+    upstream_max_connections_per_service: int = 100
+    # Per client (the user, else the IP): requests in flight at once, streams included.
+    max_in_flight_per_client: int = 32
+    # Request bodies: a public one (sign-in, registration) is read whole, at most this large,
+    # before any upstream connection is taken; any body must keep arriving (no gap longer than
+    # the idle timeout) and, after the grace period, at least at the minimum rate. Else 408.
+    public_body_max_bytes: int = 64 * 1024
+    body_idle_timeout_seconds: float = 15.0
+    body_min_bytes_per_second: int = 1024
+    body_rate_grace_seconds: float = 10.0
+    # All request headers together; more is 431.
+    max_header_bytes: int = 32 * 1024
     openapi_cache_seconds: float = 60.0
     # The gateway is the edge: trust no X-Forwarded-For unless behind a known proxy.
     forwarded_allow_ips: str = ""
