@@ -23,7 +23,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        passwords.limit_concurrency(settings.password_hash_concurrency)
+        passwords.limit_concurrency(settings.password_hash_concurrency, settings.password_hash_niceness)
         keyring = KeyRing.load(settings)
         app.state.keyring = keyring
         async with service_resources(

@@ -1,5 +1,9 @@
 """Password hashing: argon2id for everything new, legacy bcrypt verified and upgraded."""
 
+import contextlib
+import os
+import threading
+
 import bcrypt
 from anyio import CapacityLimiter, to_thread
 from argon2 import PasswordHasher
@@ -33,13 +37,27 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password-just-timing")
 
 
 _concurrency = 1
+_niceness = 0
 _limiter: CapacityLimiter | None = None
+_thread = threading.local()
 
 
-def limit_concurrency(hashes_at_once: int) -> None:
-    """How many hashes may run at once in this process (the auth service sets it at start-up)."""
-    global _concurrency, _limiter
-    _concurrency, _limiter = hashes_at_once, None
+def limit_concurrency(hashes_at_once: int, niceness: int = 0) -> None:
+    """How many hashes may run at once in this process, and how much lower than the rest of the
+    machine their threads are scheduled (the auth service sets both at start-up)."""
+    global _concurrency, _niceness, _limiter
+    _concurrency, _niceness, _limiter = hashes_at_once, niceness, None
+
+
+def _in_background(work, *args):
+    """Run ``work`` in this (worker) thread at lower CPU priority: under a flood of sign-ins
+    the kernel then prefers every other request's threads over password hashing. Linux
+    schedules threads individually, so only this thread is demoted (once)."""
+    if _niceness and getattr(_thread, "niceness", 0) < _niceness:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _niceness)
+            _thread.niceness = _niceness
+    return work(*args)
 
 
 def _hashing() -> CapacityLimiter:
@@ -51,12 +69,12 @@ def _hashing() -> CapacityLimiter:
 
 async def hash_password(password: str) -> str:
     """Hashing takes ~50 ms of CPU: off the event loop, and only a few at a time."""
-    return await to_thread.run_sync(hash_password_sync, password, limiter=_hashing())
+    return await to_thread.run_sync(_in_background, hash_password_sync, password, limiter=_hashing())
 
 
 async def verify_password(stored_hash: str | None, password: str) -> tuple[bool, bool]:
     """Return ``(matches, needs_rehash)``. ``stored_hash=None`` burns the same time and fails."""
     if stored_hash is None:
-        await to_thread.run_sync(_verify_sync, _DUMMY_HASH, password, limiter=_hashing())
+        await to_thread.run_sync(_in_background, _verify_sync, _DUMMY_HASH, password, limiter=_hashing())
         return False, False
-    return await to_thread.run_sync(_verify_sync, stored_hash, password, limiter=_hashing())
+    return await to_thread.run_sync(_in_background, _verify_sync, stored_hash, password, limiter=_hashing())

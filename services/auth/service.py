@@ -46,13 +46,14 @@ class LoginThrottle:
     """
 
     def __init__(self, redis_url: str, max_failures: int, window_seconds: int, ip_limit: str) -> None:
+        # Every attempt also counts against the client IP's budget (``ip_limit``).
         self._account = RedisRateLimit(
             redis_url, RateLimitItemPerSecond(max_failures, window_seconds), exact=True
         )
         self._ip = RedisRateLimit(redis_url, parse(ip_limit))
 
-    async def attempt(self, key: str, client_ip: str) -> None:
-        """Take one unit of the IP's and the account's budgets, or refuse (429)."""
+    async def check_ip(self, client_ip: str) -> None:
+        """Take one unit of the client IP's budget, or refuse (429): first, before any work."""
         if not await self._ip.hit("login-ip", client_ip):
             raise await self._ip.rejection(
                 "too_many_attempts",
@@ -60,6 +61,9 @@ class LoginThrottle:
                 "login-ip",
                 client_ip,
             )
+
+    async def attempt(self, key: str) -> None:
+        """Take one unit of the account's failure budget, or refuse (429)."""
         if not await self._account.hit("login", key):
             raise await self._account.rejection(
                 "too_many_attempts",
@@ -223,8 +227,9 @@ class AuthService:
         """The current password, throttled like a sign-in (a stolen token must not probe it)."""
         if not password:
             raise Forbidden("Changing the email needs the current password", code="current_password_required")
+        await self.throttle.check_ip(client_ip)
         key = throttle_key(user, user.username)
-        await self.throttle.attempt(key, client_ip)
+        await self.throttle.attempt(key)
         ok, _ = await verify_password(user.password_hash, password)
         if not ok:
             raise Forbidden("Current password is incorrect", code="invalid_credentials")
@@ -244,9 +249,10 @@ class AuthService:
 
     # ---- sessions -------------------------------------------------------------------
     async def login(self, tx: Transaction, login: str, password: str, client_ip: str) -> dict:
+        await self.throttle.check_ip(client_ip)
         user = await user_by_login(tx.session, login)
         key = throttle_key(user, login)
-        await self.throttle.attempt(key, client_ip)
+        await self.throttle.attempt(key)
         ok, needs_rehash = await verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated("Incorrect username or password", code="invalid_credentials")

@@ -29,6 +29,8 @@ class AuthSettings(CommonSettings):
     # Password hashes computed at once (each takes a core for ~50 ms); the rest wait their turn
     # without holding threads, so other requests keep a core.
     password_hash_concurrency: int = Field(1, ge=1)
+    # Hashing threads run this much nicer than the rest (Linux), so requests keep their CPU.
+    password_hash_niceness: int = Field(10, ge=0, le=19)
     # How often the worker re-enqueues unfinished purges from the outbox (seconds; divides a minute).
     recover_interval_seconds: int = Field(60, ge=1, le=60)
 

@@ -11,6 +11,7 @@ itself never holds the parsed document.
 
 import asyncio
 import multiprocessing
+import os
 import resource
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,8 +59,10 @@ class ExtractionSettings(BaseSettings):
 
 
 def _cap_memory(memory_bytes: int) -> None:
-    """The child's initializer: no allocation beyond ``memory_bytes`` of address space."""
+    """The child's initializer: no allocation beyond ``memory_bytes`` of address space, and a
+    lower CPU priority than the services (parsing a hostile file must not slow everyone)."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    os.nice(10)
 
 
 def _extract_capped(path: str, mime: str, limits: ExtractionLimits, cpu_seconds: int) -> Extracted:
