@@ -7,6 +7,7 @@ import uvicorn
 from arq.worker import check_health, run_worker
 
 from shared.config import CommonSettings
+from shared.http_protocol import GuardedHttpToolsProtocol
 
 SERVER_KEEPALIVE_SECONDS = 75
 UPSTREAM_KEEPALIVE_SECONDS = 60  # the gateway's pool: shorter than the services keep theirs
@@ -15,8 +16,11 @@ UPSTREAM_KEEPALIVE_SECONDS = 60  # the gateway's pool: shorter than the services
 def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
     """Run one uvicorn process. X-Forwarded-For is trusted only from ``forwarded_allow_ips``
     (the gateway, for services); empty (the gateway's default) trusts nobody."""
+    GuardedHttpToolsProtocol.head_timeout = settings.header_timeout_seconds
+    GuardedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
     uvicorn.run(
         factory,
+        http=GuardedHttpToolsProtocol,
         factory=True,
         host=host,
         port=port,

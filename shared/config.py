@@ -29,6 +29,10 @@ class CommonSettings(BaseSettings):
 
     # uvicorn trusts X-Forwarded-For only from these addresses (the gateway).
     forwarded_allow_ips: str = "127.0.0.1"
+    # Every HTTP server: a request's line and headers must arrive within this time (408) and
+    # stay within this size (431), counted before they are parsed (shared/http_protocol.py).
+    header_timeout_seconds: float = 10.0
+    max_header_bytes: int = 32 * 1024
 
     # The admin connection, used by migrations only; services use their own role.
     database_url: str = DEFAULT_ADMIN_DATABASE_URL

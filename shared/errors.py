@@ -82,10 +82,6 @@ class Invalid(DomainError):
     status, default_code = 422, "validation_error"
 
 
-class HeadersTooLarge(DomainError):
-    status, default_code = 431, "request_header_fields_too_large"
-
-
 class RateLimited(DomainError):
     status, default_code = 429, "rate_limited"
 

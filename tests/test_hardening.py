@@ -3,11 +3,13 @@
 
 import asyncio
 import time
+import uuid
 
 import httpx
 import pytest
 
 from tests import files
+from tests.gmail_stub import mime_plain
 from tests.test_documents import upload, wait_settled
 
 BIG = str(2**63)
@@ -348,3 +350,60 @@ async def test_oversized_headers_are_431(gateway, new_account):
     response = await gateway.get("/documents", headers={**user.headers, "X-Padding": "p" * 40_000})
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "request_header_fields_too_large"
+
+
+# --- lost queues: Postgres knows, Redis forgot --------------------------------------------------
+
+
+async def test_a_sync_whose_job_redis_lost_runs_within_one_recovery_interval(gateway, new_account, gmail, db):
+    """A queued sync run with no job in Redis (as after a flush): the mail worker's cron
+    enqueues it at its next tick (every 5 s in the tests), not after a staleness delay."""
+    from tests.mail_support import connect, new_address, wait_sync
+
+    user = await new_account()
+    address = new_address("lost")
+    gmail.add_message(address, mime_plain("Lost and found", "The queue forgot me."))
+    account_id = await connect(gateway, user, gmail, address)
+    first = await wait_sync(gateway, user, account_id)
+    run_id = uuid.uuid4()
+    await db.execute(  # a run committed, whose enqueue never reached Redis
+        "INSERT INTO mail.sync_runs (id, owner_id, account_id, state, processed, created_at, updated_at) "
+        "VALUES ($1, $2, $3, 'queued', 0, now(), now())",
+        run_id,
+        uuid.UUID(user.id),
+        uuid.UUID(account_id),
+    )
+    finished = await wait_sync(gateway, user, account_id, after=first["id"], timeout=30)
+    assert finished["id"] == str(run_id) and finished["state"] == "succeeded"
+
+
+async def test_a_purge_whose_job_redis_lost_finishes_within_one_recovery_interval(db):
+    """An unfinished purge in the outbox with no job in Redis: the auth worker enqueues it at
+    its next tick (every 5 s in the tests; it used to wait up to five minutes)."""
+    user_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO auth.purge_requests (id, user_id, service, created_at) "
+        "VALUES ($1, $2, 'documents', now())",
+        uuid.uuid4(),
+        user_id,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = await db.fetchval("SELECT completed_at FROM auth.purge_requests WHERE user_id = $1", user_id)
+        if done is not None:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the purge was not picked up from the outbox")
+
+
+async def test_headers_that_never_finish_get_408_and_the_connection_closes(start_service):
+    url, _ = start_service("gateway", header_timeout_seconds="1.5")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    try:
+        writer.write(b"GET /auth/me HTTP/1.1\r\nHost: x\r\nX-Slow: a")  # and never the rest
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)  # read() ends when it closes
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b'"request_timeout"' in answer

@@ -8,7 +8,9 @@
   byte at a time holds only its own gateway connection, and ends in 408.
 * :class:`BodyGuard` streams every other body (uploads) upstream as it arrives, but ends it
   with 408 when it stalls longer than the idle timeout or falls below the minimum rate.
-* :func:`check_header_size` answers 431 to oversized headers.
+
+Oversized and slow *headers* are refused before any of this, by every server's HTTP protocol
+(``shared/http_protocol.py``).
 """
 
 import asyncio
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
-from shared.errors import HeadersTooLarge, RateLimited, RequestTimeout, TooLarge
+from shared.errors import RateLimited, RequestTimeout, TooLarge
 
 
 class InFlight:
@@ -65,12 +67,6 @@ class ReleaseAfter:
             await self.response(scope, receive, send)
         finally:
             self.release()
-
-
-def check_header_size(request: Request, max_bytes: int) -> None:
-    size = sum(len(name) + len(value) + 4 for name, value in request.scope["headers"])
-    if size > max_bytes:
-        raise HeadersTooLarge(f"The request headers exceed {max_bytes} bytes")
 
 
 async def read_small_body(request: Request, max_bytes: int, deadline_seconds: float) -> bytes:

@@ -27,8 +27,6 @@ class GatewaySettings(CommonSettings):
     body_idle_timeout_seconds: float = 15.0
     body_min_bytes_per_second: int = 1024
     body_rate_grace_seconds: float = 10.0
-    # All request headers together; more is 431.
-    max_header_bytes: int = 32 * 1024
     openapi_cache_seconds: float = 60.0
     # The gateway is the edge: trust no X-Forwarded-For unless behind a known proxy.
     forwarded_allow_ips: str = ""
