@@ -2,13 +2,19 @@
 capped child process catches whatever else runs away, without hurting the caller."""
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from shared.text.extraction import DOCX, PDF, TEXT, ExtractionError, ExtractionLimits, extract
 from shared.text.isolation import ExtractionSettings, IsolatedExtractor, IsolationLimits
 from tests import files
+from tests.support import ROOT
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -74,3 +80,32 @@ def test_limits_come_from_settings() -> None:
     settings = ExtractionSettings(extract_max_pages=7, extract_cpu_seconds=9, extract_memory_bytes=2**30)
     assert settings.extraction_limits.max_pages == 7
     assert settings.isolation_limits == IsolationLimits(memory_bytes=2**30, cpu_seconds=9)
+
+
+def test_the_extraction_child_dies_with_a_killed_worker(tmp_path: Path) -> None:
+    """kill -9 of the worker must not leave its extraction child behind as an orphan."""
+    small = write(tmp_path, "small.txt", b"hello")
+    script = (
+        "import asyncio, multiprocessing, sys, time\n"
+        "from pathlib import Path\n"
+        "from shared.text.isolation import IsolatedExtractor\n"
+        "async def main():\n"
+        "    extractor = IsolatedExtractor()\n"
+        f"    await extractor.extract(Path({str(small)!r}), 'text/plain')\n"
+        "    print(*[c.pid for c in multiprocessing.active_children()], flush=True)\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ}
+    )
+    try:
+        children = [int(pid) for pid in worker.stdout.readline().split()]  # type: ignore[union-attr]
+        assert children and all(psutil.pid_exists(pid) for pid in children)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in children], timeout=10)
+        assert alive == [] and len(gone) == len(children)
+    finally:
+        worker.kill()

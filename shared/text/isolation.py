@@ -10,9 +10,12 @@ itself never holds the parsed document.
 """
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import resource
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -63,6 +66,18 @@ def _cap_memory(memory_bytes: int) -> None:
     lower CPU priority than the services (parsing a hostile file must not slow everyone)."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     os.nice(10)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: end this child when the worker that started it dies (even by SIGKILL), instead
+    of leaving an orphan behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before we asked
+            os._exit(1)
 
 
 def _extract_capped(path: str, mime: str, limits: ExtractionLimits, cpu_seconds: int) -> Extracted:
