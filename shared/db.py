@@ -77,6 +77,13 @@ class Transaction:
     user_id: uuid.UUID | None = None
     _effects: list[Effect] = field(default_factory=list, repr=False)
 
+    @property
+    def owner_id(self) -> uuid.UUID:
+        """The user this transaction acts as; user-data services work in nothing else."""
+        if self.user_id is None:
+            raise RuntimeError("this work happens inside a user's transaction (row-level security)")
+        return self.user_id
+
     def after_commit(self, effect: Effect) -> None:
         """Run ``effect`` once the transaction has committed (never if it rolls back)."""
         self._effects.append(effect)

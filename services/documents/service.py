@@ -44,12 +44,6 @@ def _live(query):
     return query.where(Document.deleted_at.is_(None))
 
 
-def _owner(tx: Transaction) -> uuid.UUID:
-    if tx.user_id is None:
-        raise RuntimeError("documents work inside a user's transaction (row-level security)")
-    return tx.user_id
-
-
 def _duplicate(existing: uuid.UUID | None = None) -> Conflict:
     where = f" as document {existing}" if existing else ""
     return Conflict(f"This file is already uploaded{where}", code="duplicate_document")
@@ -72,7 +66,7 @@ class DocumentsService:
     ) -> Document:
         """Store a ``multipart/form-data`` body (``file``, optional ``title``, ``description``)
         as a new document of the transaction's user and queue its ingestion."""
-        owner_id = _owner(tx)
+        owner_id = tx.owner_id
         document_id = uuid.uuid4()
         directory = document_dir(self.settings.uploads_dir, owner_id, document_id)
         try:
@@ -200,7 +194,7 @@ class DocumentsService:
             where["document_id"] = str(document_id)
         if category:
             where["category"] = category
-        hits = await hybrid_search(self.store, self.embedder, _owner(tx), DOCUMENT_CHUNKS, q, k, where)
+        hits = await hybrid_search(self.store, self.embedder, tx.owner_id, DOCUMENT_CHUNKS, q, k, where)
         ids = {uuid.UUID(str(hit.properties["document_id"])) for hit in hits}
         rows = (
             await tx.session.execute(_live(select(Document.id, Document.title)).where(Document.id.in_(ids)))

@@ -50,9 +50,6 @@ class InFlight:
 
         return release
 
-    def count(self, client: str) -> int:
-        return self._counts.get(client, 0)
-
 
 class ReleaseAfter:
     """An ASGI response that gives its in-flight slot back once it is fully sent (or the

@@ -85,7 +85,7 @@ class MailService:
         await tx.session.execute(delete(OAuthSession).where(OAuthSession.expires_at < utcnow()))
         tx.session.add(
             OAuthSession(
-                owner_id=_owner(tx),
+                owner_id=tx.owner_id,
                 state_hash=state_hash(state),
                 code_verifier=self.cipher.encrypt(pkce.verifier),
                 redirect_uri=self.settings.oauth_redirect_uri,
@@ -172,7 +172,7 @@ class MailService:
         else:
             await self._revoke_quietly(token)
         await delete_account_mail(
-            tx.session, self.store, _owner(tx), account_id, self.settings.attachments_dir
+            tx.session, self.store, tx.owner_id, account_id, self.settings.attachments_dir
         )
         await tx.session.execute(delete(EmailAccount).where(EmailAccount.id == account_id))
 
@@ -200,7 +200,7 @@ class MailService:
 
     async def _queue_sync(self, tx: Transaction, account_id: uuid.UUID) -> SyncRun:
         """The account's active run, or a new one enqueued once the transaction commits."""
-        owner_id = _owner(tx)
+        owner_id = tx.owner_id
         run, created = await queue_run(tx.session, owner_id, account_id)
         if created:
             run_id = run.id
@@ -297,7 +297,7 @@ class MailService:
         self, tx: Transaction, email_id: uuid.UUID, attachment_id: uuid.UUID
     ) -> tuple[EmailAttachment, Path]:
         """The attachment and its file, fetched from Gmail the first time and kept."""
-        owner_id = _owner(tx)
+        owner_id = tx.owner_id
         found = (
             await tx.session.execute(
                 select(EmailAttachment, Email.gmail_id, Email.account_id)
@@ -348,7 +348,7 @@ class MailService:
         if email_type:
             where["email_type"] = email_type
         # Several chunks of one email may match: ask for more, keep each email's best.
-        hits = await hybrid_search(self.store, self.embedder, _owner(tx), EMAIL_CHUNKS, q, k * 3, where)
+        hits = await hybrid_search(self.store, self.embedder, tx.owner_id, EMAIL_CHUNKS, q, k * 3, where)
         best: dict[uuid.UUID, SearchHit] = {}
         for hit in hits:
             best.setdefault(uuid.UUID(str(hit.properties["email_id"])), hit)
@@ -410,12 +410,6 @@ async def purge_user(
         await tx.session.execute(delete(EmailAccount))  # emails, attachments and runs cascade
         await tx.session.execute(delete(OAuthSession))
     return removed
-
-
-def _owner(tx: Transaction) -> uuid.UUID:
-    if tx.user_id is None:
-        raise RuntimeError("mail work happens inside a user's transaction (row-level security)")
-    return tx.user_id
 
 
 def _account_out(account: EmailAccount, count: int) -> dict:

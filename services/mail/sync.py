@@ -436,12 +436,13 @@ class RecoverableWork:
     """What the worker's cron must (re-)enqueue, as (id, owner) pairs, read from Postgres."""
 
     due: list[tuple[uuid.UUID, uuid.UUID]]  # accounts whose periodic sync is due
-    stale: list[tuple[uuid.UUID, uuid.UUID]]  # runs queued or running too long (lost or killed)
+    stale: list[tuple[uuid.UUID, uuid.UUID]]  # runs queued or running (their jobs may be lost)
     unindexed: list[tuple[uuid.UUID, uuid.UUID]]  # accounts with mail not embedded yet
 
 
-async def recoverable_work(tx: Transaction, *, interval_seconds: int, stale_seconds: int) -> RecoverableWork:
-    """Across users, through SECURITY DEFINER functions that return only ids and owners."""
+async def recoverable_work(tx: Transaction, *, interval_seconds: int) -> RecoverableWork:
+    """Across users, through SECURITY DEFINER functions that return only ids and owners. Every
+    active run counts: enqueueing one whose job Redis still knows is a no-op for ARQ."""
 
     async def pairs(sql: str, **params: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
         return [(row[0], row[1]) for row in (await tx.session.execute(text(sql), params)).all()]
@@ -451,8 +452,6 @@ async def recoverable_work(tx: Transaction, *, interval_seconds: int, stale_seco
             "SELECT account_id, owner_id FROM mail.accounts_due_for_sync(:interval)",
             interval=interval_seconds,
         ),
-        stale=await pairs(
-            "SELECT run_id, owner_id FROM mail.syncs_needing_work(:stale)", stale=stale_seconds
-        ),
+        stale=await pairs("SELECT run_id, owner_id FROM mail.syncs_needing_work(0)"),
         unindexed=await pairs("SELECT account_id, owner_id FROM mail.accounts_needing_index()"),
     )

@@ -64,11 +64,7 @@ async def schedule_and_recover(ctx: WorkerContext) -> dict[str, int]:
     mail not yet embedded (a lost job, a killed worker)."""
     settings = ctx["settings"]
     async with transaction(ctx["sessions"]) as tx:
-        work = await recoverable_work(
-            tx,
-            interval_seconds=settings.sync_interval_minutes * 60,
-            stale_seconds=0,  # every active run: ARQ ignores a job id it still knows
-        )
+        work = await recoverable_work(tx, interval_seconds=settings.sync_interval_minutes * 60)
     for account_id, owner_id in work.due:
         async with transaction(ctx["sessions"], owner_id) as tx:
             run, created = await queue_run(tx.session, owner_id, account_id)
