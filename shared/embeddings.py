@@ -9,15 +9,12 @@ a directory path, or a model already in the Hugging Face cache.
 """
 
 import asyncio
-import email.utils
-import math
 import os
 import re
 import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -33,6 +30,7 @@ from tenacity import (
 )
 
 from shared.config import CommonSettings
+from shared.openai_compat import RetryableStatus, api_error_message, is_number, retry_after_seconds
 from shared.registry import BY_NAME
 
 if TYPE_CHECKING:
@@ -300,54 +298,6 @@ class LocalEmbedder:
 # --- OpenAI-compatible ---------------------------------------------------------------------------
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date), or None if absent or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The API's own explanation: OpenAI's ``{"error": {"message"}}``, else the start of the body."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(payload.get("detail"), str):
-            return payload["detail"]
-    return response.text[:500]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class _RetryableStatus(Exception):
-    """A 429 or 5xx answer: worth another try, after the server's Retry-After if it sent one."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-        self.status = response.status_code
-        self.retry_after = response.headers.get("retry-after")
-
-
 class OpenAIEmbedder:
     """POST ``{base_url}/embeddings`` (OpenAI, vLLM, Ollama, LiteLLM, TEI...). Batches go one at a
     time: concurrent batches would mostly earn more 429s."""
@@ -406,7 +356,7 @@ class OpenAIEmbedder:
     def _wait(self, state: RetryCallState) -> float:
         """The server's Retry-After if it gave one, else exponential backoff with jitter."""
         error = state.outcome.exception() if state.outcome else None
-        seconds = _retry_after_seconds(error.retry_after) if isinstance(error, _RetryableStatus) else None
+        seconds = retry_after_seconds(error.retry_after) if isinstance(error, RetryableStatus) else None
         if seconds is None:
             seconds = self._backoff(state)
         return min(seconds, self._retry_max)
@@ -419,7 +369,7 @@ class OpenAIEmbedder:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type((_RetryableStatus, httpx.TransportError)),
+            retry=retry_if_exception_type((RetryableStatus, httpx.TransportError)),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -430,16 +380,16 @@ class OpenAIEmbedder:
                     if response.is_success:
                         return self._parse(response, len(batch))
                     if response.status_code == 429 or response.status_code >= 500:
-                        raise _RetryableStatus(response)
+                        raise RetryableStatus(response)
                     raise EmbeddingError(
                         f"embedding API {self._url} answered {response.status_code}: "
-                        f"{_error_message(response)}",
+                        f"{api_error_message(response)}",
                         status=response.status_code,
                     )
-        except _RetryableStatus as exc:
+        except RetryableStatus as exc:
             raise EmbeddingError(
                 f"embedding API {self._url} answered {exc.status} after {self._max_attempts} attempts: "
-                f"{_error_message(exc.response)}",
+                f"{api_error_message(exc.response)}",
                 status=exc.status,
             ) from None
         except httpx.TransportError as exc:  # connection refused, reset, timeouts
@@ -450,7 +400,7 @@ class OpenAIEmbedder:
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        status = error.status if isinstance(error, _RetryableStatus) else None
+        status = error.status if isinstance(error, RetryableStatus) else None
         log.warning(
             "embedding_retry",
             url=self._url,
@@ -480,7 +430,7 @@ class OpenAIEmbedder:
             if vectors[index] is not None:
                 raise malformed(f"index {index} twice")
             embedding = item.get("embedding")
-            if not isinstance(embedding, list) or not embedding or not all(map(_is_number, embedding)):
+            if not isinstance(embedding, list) or not embedding or not all(map(is_number, embedding)):
                 raise malformed(f"embedding {index} is not a list of numbers")
             vectors[index] = [float(x) for x in embedding]
         result = [vector for vector in vectors if vector is not None]  # all set: indexes are distinct

@@ -42,7 +42,10 @@ class Passage(BaseModel):
     start: int | None = Field(None, description="offset of the text in its source's extracted text")
     end: int | None = None
     text: str
-    score: float
+    score: float = Field(description="rank score (fused keyword + vector ranks); compare within one list")
+    similarity: float | None = Field(
+        None, description="cosine similarity of the passage to the query, when the search knows it"
+    )
 
 
 class PassageList(BaseModel):

@@ -85,9 +85,20 @@ SERVICES: tuple[Service, ...] = (
         worker=True,
         purges=True,
     ),
+    Service(
+        "assistant",
+        8004,
+        prefixes=("queries", "conversations"),
+        schema="assistant",
+        worker=True,
+        purges=True,
+    ),
     # The local embedding model, loaded once for every process (OpenAI-compatible
     # POST /v1/embeddings). Internal only: no gateway prefix, no data.
     Service("embeddings", 8005),
+    # The local language model: a llama.cpp server (OpenAI-compatible /v1/chat/completions)
+    # that the assistant asks. Internal only; not our code, so no health route of ours.
+    Service("llm", 8006),
 )
 
 BY_NAME: Mapping[str, Service] = {service.name: service for service in SERVICES}

@@ -121,6 +121,8 @@ class Stack:
     documents: str
     mail: str
     embeddings: str
+    assistant: str
+    llm: str
     process: Process
     env: dict[str, str]
 
@@ -128,20 +130,22 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
     """Every process of ``make run`` (gateway, services, workers), supervised as it does."""
-    ports = {name: free_port() for name in ("gateway", "auth", "documents", "mail", "embeddings")}
+    names = ("gateway", "auth", "documents", "mail", "embeddings", "assistant", "llm")
+    ports = {name: free_port() for name in names}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         **base_env,
         **{f"PAI_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        **{f"PAI_{name.upper()}_URL": urls[name] for name in ("auth", "documents", "mail", "embeddings")},
+        **{f"PAI_{name.upper()}_URL": urls[name] for name in names if name != "gateway"},
         "PAI_JWKS_URL": f"{urls['auth']}/auth/.well-known/jwks.json",
         "PAI_OAUTH_REDIRECT_URI": f"{urls['gateway']}/mail/oauth/callback",
     }
     log = tmp_path_factory.mktemp("stack") / "stack.log"
     process = Process(python("infra/supervise.py", "Procfile"), env, log).start()
     try:
-        for url in urls.values():
-            wait_healthy(f"{url}/healthz", process, timeout=60)
+        for name, url in urls.items():
+            # llama.cpp's server has no /healthz; its model list answers once the model is loaded.
+            wait_healthy(f"{url}/v1/models" if name == "llm" else f"{url}/healthz", process, timeout=60)
         yield Stack(process=process, env=env, **urls)
     finally:
         process.stop()

@@ -1,4 +1,12 @@
-"""A stand-in for an OpenAI-compatible ``POST /v1/embeddings``, speaking the real wire format.
+"""A stand-in for an OpenAI-compatible server, speaking the real wire format:
+``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (streamed as server-sent events, or
+whole).
+
+Chat answers are scripted with :meth:`StubState.chat`: the pieces to stream, a delay between
+them, a break after some of them. Unscripted, a streamed answer repeats the first sentence of
+source [1] of the prompt with its marker, and a short (non-streamed) completion repeats the
+question it was asked to rewrite. Every chat stream is logged (:class:`ChatLog`): when its
+first and last pieces were sent and whether the client left early.
 
 Vectors are deterministic (seeded by a hash of model and text), so tests can compute what they
 expect. Tests script it through :class:`StubState`: replies to send first (429 with Retry-After,
@@ -7,9 +15,11 @@ expect. Tests script it through :class:`StubState`: replies to send first (429 w
 with ``python tests/openai_stub.py PORT``.
 """
 
+import asyncio
 import hashlib
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -47,12 +57,33 @@ class Received:
 
 
 @dataclass
+class ChatReply:
+    """A scripted chat answer: ``pieces`` streamed ``delay`` seconds apart; with ``break_after``
+    the connection is dropped after that many pieces (a server failing mid-answer)."""
+
+    pieces: list[str]
+    delay: float = 0.0
+    break_after: int | None = None
+
+
+@dataclass
+class ChatLog:
+    first_sent: float | None = None
+    last_sent: float | None = None
+    pieces_sent: int = 0
+    disconnected: bool = False
+    finished: bool = False
+
+
+@dataclass
 class StubState:
     api_key: str | None = None  # if set, requests need "Authorization: Bearer <api_key>"
     dimension: int = 8
     shuffle: bool = False  # answer with ``data`` in reverse index order
     script: deque[Reply] = field(default_factory=deque)
     requests: list[Received] = field(default_factory=list)
+    chat_script: deque[ChatReply] = field(default_factory=deque)
+    chats: list[ChatLog] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset(self) -> None:
@@ -62,6 +93,17 @@ class StubState:
             self.shuffle = False
             self.script.clear()
             self.requests.clear()
+            self.chat_script.clear()
+            self.chats.clear()
+
+    def chat(self, *pieces: str, delay: float = 0.0, break_after: int | None = None) -> None:
+        """Script the next chat answer."""
+        with self.lock:
+            self.chat_script.append(ChatReply(list(pieces), delay, break_after))
+
+    @property
+    def chat_requests(self) -> list[Any]:
+        return [r.body for r in self.requests if isinstance(r.body, dict) and "messages" in r.body]
 
     def fail_next(self, count: int, status: int, retry_after: str | None = None, message: str = "") -> None:
         headers = {"retry-after": retry_after} if retry_after is not None else {}
@@ -97,8 +139,75 @@ class OpenAIStub:
         with state.lock:
             state.requests.append(Received(headers, body))
             scripted = state.script.popleft() if state.script else None
+        authorized = state.api_key is None or headers.get("authorization") == f"Bearer {state.api_key}"
+        chat = scope["path"] == "/v1/chat/completions" and isinstance(body, dict) and "messages" in body
+        if scripted is None and chat and authorized:
+            await self._chat(receive, send, body)
+            return
         reply = scripted or self._answer(scope, headers, body)
         await self._send(send, reply)
+
+    def _next_chat(self, body: dict) -> ChatReply:
+        with self.state.lock:
+            if self.state.chat_script:
+                return self.state.chat_script.popleft()
+        messages = body.get("messages") or [{}]
+        system = str(messages[0].get("content", ""))
+        if system.startswith("Rewrite"):  # asked to rewrite a follow-up: give the question back
+            last = str(messages[-1].get("content", ""))
+            asked = re.findall(r"User: (.*)", last)
+            return ChatReply([asked[-1] if asked else last])
+        source = re.search(r"^\[1\][^\n]*\n([^\n]*)", system, re.MULTILINE)
+        sentence = re.split(r"(?<=[.!?])\s", source.group(1))[0].rstrip(".!?") if source else "I do not know"
+        return ChatReply([f"{word} " for word in sentence.split()] + ["[1]."])
+
+    async def _chat(self, receive, send, body: dict) -> None:
+        reply = self._next_chat(body)
+        model = body.get("model", "stub")
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(reply.pieces)}
+            answer = {
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": message}],
+            }
+            await self._send(send, Reply(200, answer))
+            return
+        log = ChatLog()
+        with self.state.lock:
+            self.state.chats.append(log)
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # The request body is read: the next message is the client's disconnect.
+        gone = asyncio.ensure_future(receive())
+        try:
+            for index, piece in enumerate(reply.pieces):
+                if gone.done():
+                    log.disconnected = True
+                    return
+                if reply.break_after is not None and index == reply.break_after:
+                    raise ConnectionAbortedError("scripted failure mid-answer")
+                if index and reply.delay:
+                    await asyncio.sleep(reply.delay)
+                chunk = {
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                        "more_body": True,
+                    }
+                )
+                log.pieces_sent += 1
+                log.first_sent = log.first_sent or time.monotonic()
+                log.last_sent = time.monotonic()
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            log.finished = True
+        finally:
+            gone.cancel()
 
     def _answer(self, scope, headers: dict[str, str], body: Any) -> Reply:
         state = self.state

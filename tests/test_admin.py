@@ -141,7 +141,7 @@ async def test_delete_user_revokes_access_and_purges_in_every_service(gateway, n
     rows = await db.fetch(
         "SELECT service, enqueued_at FROM auth.purge_requests WHERE user_id = $1", uuid.UUID(user.id)
     )
-    assert sorted(r["service"] for r in rows) == ["documents", "mail"]
+    assert sorted(r["service"] for r in rows) == ["assistant", "documents", "mail"]
     assert all(r["enqueued_at"] is not None for r in rows)
 
     async def all_completed() -> bool:
@@ -154,7 +154,7 @@ async def test_delete_user_revokes_access_and_purges_in_every_service(gateway, n
     deadline = time.monotonic() + 20
     while not await all_completed() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    assert await all_completed(), "the documents and mail workers did not report the purge"
+    assert await all_completed(), "the documents, mail and assistant workers did not report the purge"
 
 
 async def test_admin_actions_are_audited(gateway, new_admin, new_account):

@@ -23,17 +23,26 @@ ENV_EXAMPLE = ROOT / ".env.example"
 MAKE_ENV = ROOT / "infra" / "make_env.py"
 
 INFRA_SERVICES = ("postgres", "redis", "weaviate")
-HTTP_SERVICES = {"gateway": 8000, "auth": 8001, "documents": 8002, "mail": 8003, "embeddings": 8005}
-STATELESS = ("embeddings",)  # no database, no migrations to wait for
-WORKERS = ("auth-worker", "documents-worker", "mail-worker")
-APP_SERVICES = (*HTTP_SERVICES, *WORKERS)  # long-running, built from infra/Dockerfile
+HTTP_SERVICES = {
+    "gateway": 8000,
+    "auth": 8001,
+    "documents": 8002,
+    "mail": 8003,
+    "assistant": 8004,
+    "embeddings": 8005,
+}
+# The local language model: llama.cpp's server, checked on its own /v1/models.
+MODEL_SERVICES = {"llm": 8006}
+STATELESS = ("embeddings", "llm")  # no database, no migrations to wait for
+WORKERS = ("auth-worker", "documents-worker", "mail-worker", "assistant-worker")
+APP_SERVICES = (*HTTP_SERVICES, *MODEL_SERVICES, *WORKERS)  # long-running, built from infra/Dockerfile
 REQUIRED_SERVICES = {*INFRA_SERVICES, "migrate", *APP_SERVICES}
 VECTOR_SERVICES = ("documents", "documents-worker", "mail", "mail-worker")
 
 # `${VAR:?message}`: compose refuses to start when VAR is unset or empty.
 REQUIRED_REF = re.compile(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}")
 ANY_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
-SECRET_NAME = re.compile(r"PASSWORD|KEY|SECRET|TOKEN|_AUTH$")
+SECRET_NAME = re.compile(r"PASSWORD|KEY|SECRET|TOKEN(?!S$)|_AUTH$")  # not "..._CONTEXT_TOKENS"
 # Variables whose names look secret but which hold configuration; their values are pinned.
 NOT_SECRETS = {
     "PAI_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt_private_key",
@@ -167,6 +176,16 @@ def test_http_services_check_their_own_healthz(services: dict[str, Any]) -> None
         assert command_text(services[name]).startswith(f"python -m services.{name} serve"), name
 
 
+def test_the_llm_service_checks_its_model_api(services: dict[str, Any]) -> None:
+    for name, port in MODEL_SERVICES.items():
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/v1/models" in test, name
+        assert command_text(services[name]).startswith(f"python -m services.{name} serve"), name
+        assert f"--port {port}" in command_text(services[name]), name
+    assert environment(services["assistant"])["PAI_LLM_URL"] == "http://llm:8006"
+    assert services["assistant"]["depends_on"]["llm"] == {"condition": "service_healthy"}
+
+
 def test_workers_use_the_arq_health_check(services: dict[str, Any]) -> None:
     for name in WORKERS:
         package = name.removesuffix("-worker")
@@ -224,6 +243,7 @@ def test_migrate_is_a_one_shot_job(services: dict[str, Any]) -> None:
         "PAI_AUTH_DATABASE_URL",
         "PAI_DOCUMENTS_DATABASE_URL",
         "PAI_MAIL_DATABASE_URL",
+        "PAI_ASSISTANT_DATABASE_URL",
     }
 
 
@@ -293,7 +313,7 @@ def test_jwt_key_reaches_auth_as_a_compose_secret(compose: dict[str, Any], servi
 
 def test_jwks_url_goes_to_every_service_but_auth(services: dict[str, Any]) -> None:
     jwks = "http://auth:8001/auth/.well-known/jwks.json"
-    for name in ("gateway", "documents", "documents-worker", "mail", "mail-worker"):
+    for name in ("gateway", "documents", "documents-worker", "mail", "mail-worker", "assistant"):
         assert environment(services[name])["PAI_JWKS_URL"] == jwks, name
     assert "PAI_JWKS_URL" not in environment(services["auth"])
 

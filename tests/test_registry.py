@@ -39,7 +39,12 @@ def test_gateway_routes_and_purges_come_from_the_registry():
     assert {prefix: s.name for s in SERVICES for prefix in s.prefixes} == ROUTES
     assert ("GET", "/mail/oauth/callback") in PUBLIC_ENDPOINTS
     assert ("POST", "/auth/token") in PUBLIC_ENDPOINTS
-    assert "queries" not in ROUTES  # claimed by the assistant service once it exists
-    assert set(PURGE_SERVICES) == {"documents", "mail"}
-    assert QUEUES == {"auth": "pai:auth", "documents": "pai:documents", "mail": "pai:mail"}
-    assert [s.schema for s in WITH_SCHEMA] == ["auth", "documents", "mail"]
+    assert ROUTES["queries"] == ROUTES["conversations"] == "assistant"
+    assert set(PURGE_SERVICES) == {"documents", "mail", "assistant"}
+    assert QUEUES == {
+        "auth": "pai:auth",
+        "documents": "pai:documents",
+        "mail": "pai:mail",
+        "assistant": "pai:assistant",
+    }
+    assert [s.schema for s in WITH_SCHEMA] == ["auth", "documents", "mail", "assistant"]

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from services.documents.models import Category, Document, Status
 from services.documents.schemas import DocumentOut, DocumentPage, DocumentUpdate
 from services.documents.service import DocumentsService
-from shared.deps import Offset, UserTx
+from shared.deps import Offset, Timestamp, UserTx
 from shared.middleware import USER_CONTENT_HEADERS
 from shared.passages import PassageList
 
@@ -66,9 +66,10 @@ async def list_documents(
     q: Annotated[str | None, Query(max_length=200)] = None,
     category: Category | None = None,
     status: Status | None = None,
+    id: Annotated[list[uuid.UUID] | None, Query(max_length=200, description="only these documents")] = None,
 ) -> dict:
     items, total = await service.list_page(
-        tx, limit=limit, offset=offset, q=q, category=category, status=status
+        tx, limit=limit, offset=offset, q=q, category=category, status=status, ids=id
     )
     return {"items": items, "total": total}
 
@@ -79,11 +80,16 @@ async def search(
     service: Service,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
-    document_id: uuid.UUID | None = None,
+    document_id: Annotated[list[uuid.UUID] | None, Query(max_length=100)] = None,
     category: Category | None = None,
+    after: Annotated[Timestamp | None, Query(description="uploaded at or after")] = None,
+    before: Annotated[Timestamp | None, Query(description="uploaded before")] = None,
 ) -> dict:
     """Hybrid (BM25 + vector) search in the caller's documents, as passages."""
-    return {"results": await service.search(tx, q, k=k, document_id=document_id, category=category)}
+    results = await service.search(
+        tx, q, k=k, document_ids=document_id or (), category=category, after=after, before=before
+    )
+    return {"results": results}
 
 
 @router.get("/{document_id}", response_model=DocumentOut)

@@ -7,8 +7,9 @@ Job enqueues run after the commit, so the worker never looks for a row that is n
 """
 
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -127,8 +128,11 @@ class DocumentsService:
         q: str | None = None,
         category: Category | None = None,
         status: Status | None = None,
+        ids: Sequence[uuid.UUID] | None = None,
     ) -> tuple[list[Document], int]:
         query = _live(select(Document))
+        if ids is not None:
+            query = query.where(Document.id.in_(ids))
         if q:
             pattern = like_pattern(q)
             query = query.where(
@@ -186,22 +190,34 @@ class DocumentsService:
         q: str,
         *,
         k: int,
-        document_id: uuid.UUID | None = None,
+        document_ids: Sequence[uuid.UUID] = (),
         category: Category | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
     ) -> list[Passage]:
+        """The ``k`` best passages; ``document_ids``, ``after`` and ``before`` (upload time)
+        narrow the documents searched. One document is a store filter; several, or a date
+        range, are checked against Postgres on a larger candidate set."""
         where: dict[str, str] = {}
-        if document_id is not None:
-            where["document_id"] = str(document_id)
+        if len(document_ids) == 1:
+            where["document_id"] = str(document_ids[0])
         if category:
             where["category"] = category
-        hits = await hybrid_search(self.store, self.embedder, tx.owner_id, DOCUMENT_CHUNKS, q, k, where)
-        ids = {uuid.UUID(str(hit.properties["document_id"])) for hit in hits}
-        rows = (
-            await tx.session.execute(_live(select(Document.id, Document.title)).where(Document.id.in_(ids)))
-            if ids
-            else []
+        narrowed = len(document_ids) > 1 or after is not None or before is not None
+        candidates = min(100, k * 4) if narrowed else k
+        hits = await hybrid_search(
+            self.store, self.embedder, tx.owner_id, DOCUMENT_CHUNKS, q, candidates, where
         )
-        titles = {row.id: row.title for row in rows}  # deleted documents drop out here
+        ids = {uuid.UUID(str(hit.properties["document_id"])) for hit in hits}
+        if document_ids:
+            ids &= set(document_ids)
+        query = _live(select(Document.id, Document.title)).where(Document.id.in_(ids))
+        if after is not None:
+            query = query.where(Document.created_at >= after)
+        if before is not None:
+            query = query.where(Document.created_at < before)
+        rows = await tx.session.execute(query) if ids else []
+        titles = {row.id: row.title for row in rows}  # deleted or filtered-out documents drop out here
         return [
             Passage(
                 kind="document",
@@ -213,7 +229,8 @@ class DocumentsService:
                 end=hit.properties.get("end"),
                 text=chunk_text(hit),
                 score=hit.score,
+                similarity=hit.similarity,
             )
             for hit in hits
             if (doc_id := uuid.UUID(str(hit.properties["document_id"]))) in titles
-        ]
+        ][:k]

@@ -88,8 +88,9 @@ async def list_emails(
     after: Timestamp | None = None,
     before: Timestamp | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    id: Annotated[list[uuid.UUID] | None, Query(max_length=200, description="only these emails")] = None,
 ) -> dict:
-    filters = EmailFilters(account_id, type, sender, label, is_read, after, before, q)
+    filters = EmailFilters(account_id, type, sender, label, is_read, after, before, q, ids=id)
     items, total = await service.list_emails(tx, filters, limit=limit, offset=offset)
     return {"items": items, "total": total}
 
@@ -115,8 +116,12 @@ async def search(
     service: Service,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     k: Annotated[int, Query(ge=1, le=50)] = 10,
-    account_id: uuid.UUID | None = None,
+    account_id: Annotated[list[uuid.UUID] | None, Query(max_length=100)] = None,
     type: EmailType | None = None,
+    after: Annotated[Timestamp | None, Query(description="sent at or after")] = None,
+    before: Annotated[Timestamp | None, Query(description="sent before")] = None,
 ) -> dict:
-    results = await service.search(tx, q, k=k, account_id=account_id, email_type=type)
+    results = await service.search(
+        tx, q, k=k, account_ids=account_id or (), email_type=type, after=after, before=before
+    )
     return {"results": results}

@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,7 @@ class EmailFilters:
     after: datetime | None = None
     before: datetime | None = None
     q: str | None = None
+    ids: Sequence[uuid.UUID] | None = None
 
 
 @dataclass
@@ -233,6 +235,8 @@ class MailService:
         self, tx: Transaction, filters: EmailFilters, *, limit: int, offset: int
     ) -> tuple[list[dict], int]:
         query = select(Email)
+        if filters.ids is not None:
+            query = query.where(Email.id.in_(filters.ids))
         if filters.account_id:
             query = query.where(Email.account_id == filters.account_id)
         if filters.type:
@@ -338,26 +342,35 @@ class MailService:
         q: str,
         *,
         k: int,
-        account_id: uuid.UUID | None = None,
+        account_ids: Sequence[uuid.UUID] = (),
         email_type: EmailType | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
     ) -> list[Passage]:
-        """Hybrid search in the caller's mail: each email's best passage (body or attachment)."""
+        """Hybrid search in the caller's mail: each email's best passage (body or attachment).
+        ``account_ids``, ``after`` and ``before`` (sent time) narrow the emails searched: one
+        account is a store filter; several, or a date range, are checked against Postgres."""
         where: dict[str, str] = {}
-        if account_id is not None:
-            where["account_id"] = str(account_id)
+        if len(account_ids) == 1:
+            where["account_id"] = str(account_ids[0])
         if email_type:
             where["email_type"] = email_type
+        narrowed = len(account_ids) > 1 or after is not None or before is not None
         # Several chunks of one email may match: ask for more, keep each email's best.
-        hits = await hybrid_search(self.store, self.embedder, tx.owner_id, EMAIL_CHUNKS, q, k * 3, where)
+        candidates = min(150, k * (9 if narrowed else 3))
+        hits = await hybrid_search(self.store, self.embedder, tx.owner_id, EMAIL_CHUNKS, q, candidates, where)
         best: dict[uuid.UUID, SearchHit] = {}
         for hit in hits:
             best.setdefault(uuid.UUID(str(hit.properties["email_id"])), hit)
-        ids = list(best)[:k]
-        emails = (
-            {e.id: e for e in (await tx.session.scalars(select(Email).where(Email.id.in_(ids)))).all()}
-            if ids
-            else {}
-        )
+        query = select(Email).where(Email.id.in_(list(best)))
+        if account_ids:
+            query = query.where(Email.account_id.in_(account_ids))
+        if after is not None:
+            query = query.where(Email.sent_at >= after)
+        if before is not None:
+            query = query.where(Email.sent_at < before)
+        emails = {e.id: e for e in (await tx.session.scalars(query)).all()} if best else {}
+        ids = [email_id for email_id in best if email_id in emails][:k]
         names = (
             dict(
                 (
@@ -394,6 +407,7 @@ class MailService:
                     end=hit.properties.get("end"),
                     text=chunk_text(hit),
                     score=hit.score,
+                    similarity=hit.similarity,
                 )
             )
         return results

@@ -74,11 +74,17 @@ class VectorChunk:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A search result; a higher score is better (cosine similarity, or RRF score when hybrid)."""
+    """A search result; a higher score is better (cosine similarity, or RRF score when hybrid).
+
+    ``similarity``: the cosine similarity of the chunk's vector to the query's when the back end
+    knows it (a hybrid hit found by keywords alone, or a back end that reports only fused
+    scores, has None). RRF scores rank but say nothing about relevance; this does.
+    """
 
     id: uuid.UUID
     score: float
     properties: dict[str, Any]
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)

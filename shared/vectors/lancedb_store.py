@@ -260,7 +260,9 @@ class LanceDBVectorStore:
             vector_query = vector_query.where(predicate)
         if not hybrid:
             rows = (await vector_query.to_arrow()).to_pylist()
-            return [self._hit(collection, row, 1.0 - row["_distance"]) for row in rows]
+            return [
+                self._hit(collection, row, 1.0 - row["_distance"], 1.0 - row["_distance"]) for row in rows
+            ]
 
         text_query = (
             table.query()
@@ -274,11 +276,15 @@ class LanceDBVectorStore:
         rows_by_id = {row["id"]: row for row in text_rows.to_pylist()}
         rows_by_id.update({row["id"]: row for row in vector_rows.to_pylist()})
         fused = rrf_fuse(vector_rows["id"].to_pylist(), text_rows["id"].to_pylist(), k)
-        return [self._hit(collection, rows_by_id[id_], score) for id_, score in fused]
+        similarity = {
+            row["id"]: 1.0 - row["_distance"] for row in vector_rows.select(["id", "_distance"]).to_pylist()
+        }
+        return [self._hit(collection, rows_by_id[id_], score, similarity.get(id_)) for id_, score in fused]
 
     @staticmethod
-    def _hit(collection: str, row: dict[str, Any], score: float) -> SearchHit:
-        return SearchHit(uuid.UUID(row["id"]), float(score), full_properties(collection, row))
+    def _hit(collection: str, row: dict[str, Any], score: float, similarity: float | None) -> SearchHit:
+        properties = full_properties(collection, row)
+        return SearchHit(uuid.UUID(row["id"]), float(score), properties, similarity)
 
     async def count(self, user_id: uuid.UUID, collection: str, where: Where | None = None) -> int:
         predicate = sql_where(check_where(collection, where))

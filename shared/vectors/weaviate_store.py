@@ -308,15 +308,24 @@ class WeaviateVectorStore:
                     return []
                 raise result
         vector_objects = results[0].objects
+        similarity = {str(obj.uuid): 1.0 - float(obj.metadata.distance or 0.0) for obj in vector_objects}
         if not hybrid:
             return [
-                SearchHit(obj.uuid, 1.0 - float(obj.metadata.distance or 0.0), self._props(collection, obj))
+                SearchHit(
+                    obj.uuid,
+                    similarity[str(obj.uuid)],
+                    self._props(collection, obj),
+                    similarity[str(obj.uuid)],
+                )
                 for obj in vector_objects
             ]
         text_objects = results[1].objects
         by_id = {str(obj.uuid): obj for obj in (*text_objects, *vector_objects)}
         fused = rrf_fuse([str(o.uuid) for o in vector_objects], [str(o.uuid) for o in text_objects], k)
-        return [SearchHit(uuid.UUID(id_), score, self._props(collection, by_id[id_])) for id_, score in fused]
+        return [
+            SearchHit(uuid.UUID(id_), score, self._props(collection, by_id[id_]), similarity.get(id_))
+            for id_, score in fused
+        ]
 
     @staticmethod
     def _props(collection: str, obj: Any) -> dict[str, Any]:
