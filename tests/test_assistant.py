@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
 from tests import files
+from tests.gmail_stub import mime_plain, mime_with_attachment
+from tests.mail_support import connect, new_address, sync_now, wait_indexed
 from tests.openai_stub import StubServer
 from tests.support import free_port, wait_for
 from tests.test_documents import uploaded_ready
@@ -380,3 +383,143 @@ async def test_bad_questions_are_refused_clearly(api, scripted, new_account):
     assert (await api.post("/queries", json={"question": "hi"})).status_code == 401
     long = await api.post("/queries", json={"question": "crane " * 1600}, headers=account.headers)
     assert long.status_code == 201  # 9,600 characters: imported legacy questions reach 5,000
+
+
+@pytest.fixture(scope="module")
+def degraded(start_service, scripted) -> dict[str, str]:
+    """Assistants whose model, or whose mail service, cannot be reached (a closed port)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    no_model, _ = start_service(
+        "assistant",
+        llm_backend="openai",
+        llm_base_url=f"{closed}/v1",
+        llm_model="gone",
+        llm_max_attempts="2",
+        llm_retry_base_seconds="0.05",
+    )
+    no_mail, _ = start_service(
+        "assistant",
+        llm_backend="openai",
+        llm_base_url=scripted.model.base_url,
+        llm_model="stub-model",
+        mail_url=closed,
+    )
+    return {"no_model": no_model, "no_mail": no_mail}
+
+
+async def test_unreachable_model_gives_an_extractive_answer(degraded, gateway, new_account):
+    account = await new_account()
+    document = await crane_document(gateway, account)
+    async with httpx.AsyncClient(base_url=degraded["no_model"], timeout=60) as client:
+        response = await client.post(
+            "/queries", json={"question": "Who repaired the crane?"}, headers=account.headers
+        )
+    body = response.json()
+    assert response.status_code == 201, body
+    assert body["warnings"] == ["llm_unavailable"] and body["model"] is None
+    assert body["status"] == "complete"
+    assert "Nordic Lifts" in body["answer"] and body["citations"]
+    assert body["citations"][0]["document_id"] == document["id"] and body["citations"][0]["page"] == 1
+
+
+async def test_mail_service_down_answers_from_documents(degraded, gateway, new_account):
+    account = await new_account()
+    document = await crane_document(gateway, account)
+    async with httpx.AsyncClient(base_url=degraded["no_mail"], timeout=60) as client:
+        response = await client.post(
+            "/queries", json={"question": "Who repaired the crane?"}, headers=account.headers
+        )
+        body = response.json()
+        assert body["warnings"] == ["mail_unavailable"] and body["status"] == "complete"
+        assert {s["document_id"] for s in body["sources"]} == {document["id"]}
+        only_mail = await client.post(
+            "/queries",
+            json={"question": "Who repaired the crane?", "sources": ["mail"]},
+            headers=account.headers,
+        )
+    assert only_mail.json()["status"] == "failed"
+    assert only_mail.json()["warnings"] == ["mail_unavailable"]
+
+
+async def test_mail_and_attachments_are_cited(api, scripted, gateway, gmail, new_account, db):
+    account = await new_account()
+    address = new_address()
+    gmail.add_account(address)
+    gmail.add_message(
+        address,
+        mime_plain(
+            "Boat mooring",
+            "The boat mooring at pier seven is booked for the whole summer season.",
+            sender="Harbour Office <office@harbour.example>",
+            date=datetime(2026, 5, 2, 9, 0, tzinfo=UTC),
+        ),
+    )
+    gmail.add_message(
+        address,
+        mime_with_attachment(
+            [
+                (
+                    "quote.pdf",
+                    files.pdf(["The sail repair quote from Vela Works is 950 euros."]),
+                    "application/pdf",
+                )
+            ],
+            subject="Sail quote",
+            text="Quote attached.",
+            date=datetime(2026, 5, 3, 9, 0, tzinfo=UTC),
+        ),
+    )
+    account_id = await connect(gateway, account, gmail, address)
+    await sync_now(gateway, account, account_id)
+    await wait_indexed(db, account_id)
+    scripted.model.state.chat("The boat mooring at pier seven is booked for the summer season.")
+    body = (
+        await api.post(
+            "/queries", json={"question": "Where is the boat mooring booked?"}, headers=account.headers
+        )
+    ).json()
+    email_citation = body["citations"][0]
+    assert email_citation["kind"] == "email" and email_citation["email_id"]
+    assert (
+        email_citation["subject"] == "Boat mooring" and email_citation["sender"] == "office@harbour.example"
+    )
+    assert email_citation["available"] is True
+
+    scripted.model.state.chat("The sail repair quote from Vela Works is 950 euros.")
+    quote = (
+        await api.post(
+            "/queries", json={"question": "How much is the sail repair quote?"}, headers=account.headers
+        )
+    ).json()
+    attachment = next(c for c in quote["citations"] if c["kind"] == "attachment")
+    assert attachment["title"] == "quote.pdf" and attachment["page"] == 1 and attachment["attachment_id"]
+    assert "950 euros" in attachment["quote"]
+    documents_only = await api.post(
+        "/queries",
+        json={"question": "How much is the sail repair quote?", "sources": ["documents"]},
+        headers=account.headers,
+    )
+    assert documents_only.json()["status"] == "no_sources"
+
+
+async def test_purge_removes_queries_and_conversations(api, scripted, gateway, new_admin, new_account, db):
+    admin, account = await new_admin(), await new_account()
+    await api.post("/queries", json={"question": "anything at all?"}, headers=account.headers)
+    owner = uuid.UUID(account.id)
+    assert await db.fetchval("SELECT count(*) FROM assistant.queries WHERE owner_id = $1", owner) == 1
+    assert (await gateway.delete(f"/admin/users/{account.id}", headers=admin.headers)).status_code == 204
+    deadline = time.monotonic() + 20
+    while await db.fetchval("SELECT count(*) FROM assistant.conversations WHERE owner_id = $1", owner):
+        assert time.monotonic() < deadline, "the assistant worker did not purge the user"
+        await asyncio.sleep(0.2)
+    assert await db.fetchval("SELECT count(*) FROM assistant.queries WHERE owner_id = $1", owner) == 0
+    done = await db.fetchval(
+        "SELECT completed_at FROM auth.purge_requests WHERE user_id = $1 AND service = 'assistant'", owner
+    )
+    deadline = time.monotonic() + 20
+    while done is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        done = await db.fetchval(
+            "SELECT completed_at FROM auth.purge_requests WHERE user_id = $1 AND service = 'assistant'", owner
+        )
+    assert done is not None

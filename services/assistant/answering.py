@@ -50,8 +50,7 @@ log = structlog.get_logger(__name__)
 
 # Words that make a question lean on the one before ("what about *her* invoices?").
 _REFERRING = re.compile(
-    r"\b(it|its|that|this|those|these|they|them|their|he|him|his|she|her|there|then|same|also|else|"
-    r"one|ones|what about|how about|and)\b",
+    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|those|these|what about|how about)\b",
     re.IGNORECASE,
 )
 
@@ -64,6 +63,8 @@ class NoSourceAvailable(Exception):
 class Event:
     name: str
     data: dict[str, Any]
+    # With ``error``: the query as stored (partial or failed), for clients that do not stream.
+    stored: dict[str, Any] | None = None
 
 
 def heuristic_standalone(question: str, history: Sequence[Turn]) -> str:
@@ -238,7 +239,10 @@ class Answerer:
                     stored = await store.get_query(tx, query.id)
             metrics.ANSWERS.labels(result.status, self.backend).inc()
             metrics.TOTAL.labels(self.backend).observe(result.total_ms / 1000)
-        yield failure if failure is not None else Event("done", stored.model_dump(mode="json"))
+        if failure is not None:
+            yield Event(failure.name, failure.data, stored.model_dump(mode="json"))
+        else:
+            yield Event("done", stored.model_dump(mode="json"))
 
     async def _standalone(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
@@ -305,10 +309,14 @@ class Answerer:
 
 
 async def collect(events: AsyncIterator[Event]) -> dict[str, Any]:
-    """The stored query of an answer, for clients that do not stream."""
-    done: dict[str, Any] | None = None
+    """The stored query of an answer, for clients that do not stream (it ends with ``done``,
+    or with ``error`` carrying the query as stored)."""
+    stored: dict[str, Any] | None = None
     async for event in events:
         if event.name == "done":
-            done = event.data
-    assert done is not None, "an answer always ends with done"
-    return done
+            stored = event.data
+        elif event.name == "error":
+            stored = event.stored
+    if stored is None:
+        raise RuntimeError("an answer ended without its stored query")
+    return stored
