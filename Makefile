@@ -56,7 +56,7 @@ test: lint
 	fi
 	$(BIN)/pytest
 
-## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse)
+## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py
@@ -64,6 +64,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/mail_sync.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/abuse.py
+	$(BIN)/python bench/answers.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python

@@ -162,7 +162,8 @@ def stack(
             redis_url = stack.enter_context(flushed_redis(REDIS_URL))
             key_file = workdir / "jwt_ed25519.pem"
             generate_private_key_file(key_file)
-            ports = {name: free_port() for name in ("auth", "gateway", "documents", "mail", "embeddings")}
+            names = ("auth", "gateway", "documents", "mail", "embeddings", "assistant", "llm")
+            ports = {name: free_port() for name in names}
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             env = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
             env.update(
@@ -178,6 +179,8 @@ def stack(
                 PAI_DOCUMENTS_URL=urls["documents"],
                 PAI_MAIL_URL=urls["mail"],  # listened on only when ``services`` has "mail"
                 PAI_EMBEDDINGS_URL=urls["embeddings"],
+                PAI_ASSISTANT_URL=urls["assistant"],  # listened on only when ``services`` has it
+                PAI_LLM_URL=urls["llm"],
                 PAI_JWKS_URL=f"{urls['auth']}/auth/.well-known/jwks.json",
                 PAI_RATE_LIMIT="100000000/minute",
             )

@@ -48,7 +48,7 @@ from services.auth.tokens import generate_private_key_file
 from services.mail.crypto import generate_key
 from tests.support import ROOT, Process, free_port, python, wait_healthy
 
-SERVICES = ("gateway", "auth", "documents", "mail", "embeddings")
+SERVICES = ("gateway", "auth", "documents", "mail", "embeddings", "assistant", "llm")
 STAGES = ("start-up", "ingestion", "search")
 QUERIES = [f"{topic} {word}" for topic in Prose.topics for word in ("costs", "plans", "history", "notes")]
 
@@ -97,8 +97,9 @@ def make_run_stack(backend: str) -> Iterator[tuple[Process, dict[str, str]]]:
         )
         process = Process(python("infra/supervise.py", "Procfile"), env, workdir / "stack.log").start()
         try:
-            for url in urls.values():
-                wait_healthy(f"{url}/healthz", process, timeout=120)
+            for name, url in urls.items():
+                # llama.cpp's server has no /healthz; its model list answers once it has loaded.
+                wait_healthy(f"{url}/v1/models" if name == "llm" else f"{url}/healthz", process, timeout=120)
             time.sleep(5)  # workers finish their start-up (in-process: loading the model)
             yield process, urls
         finally:
@@ -109,9 +110,12 @@ def processes(stack: Process) -> dict[str, psutil.Process]:
     """The stack's processes by ``<service> <serve|worker>``."""
     found = {}
     for child in psutil.Process(stack.pid).children(recursive=True):
-        match = re.search(r"-m services\.(\w+) (serve|worker)", " ".join(child.cmdline()))
+        command = " ".join(child.cmdline())
+        match = re.search(r"-m services\.(\w+) (serve|worker)", command)
         if match:
             found[f"{match[1]} {match[2]}"] = child
+        elif "-m llama_cpp.server" in command:  # services.llm replaced itself with the server
+            found["llm serve"] = child
     return found
 
 

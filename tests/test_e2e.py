@@ -4,8 +4,9 @@ import psutil
 
 from tests.conftest import login
 
-# gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker, embeddings
-PROCFILE_PROCESSES = 8
+# gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker, embeddings,
+# assistant, assistant-worker (and llm, which becomes llama.cpp's server)
+PROCFILE_PROCESSES = 10
 
 
 def test_every_procfile_process_is_running(stack):
@@ -22,8 +23,11 @@ def test_every_procfile_process_is_running(stack):
         "mail serve",
         "mail worker",
         "embeddings serve",
+        "assistant serve",
+        "assistant worker",
     ):
         assert any(name in c for c in services), name
+    assert any("-m llama_cpp.server" in c and ".gguf" in c for c in commands), commands
 
 
 def test_only_the_embeddings_process_loads_the_model(stack):

@@ -331,8 +331,8 @@ async def test_readiness_reports_every_dependency(gateway):
     response = await gateway.get("/readyz")
     assert response.status_code == 200
     checks = response.json()["checks"]
-    assert set(checks) == {"redis", "auth", "documents", "mail"}
-    for name in ("auth", "documents", "mail"):
+    assert set(checks) == {"redis", "auth", "documents", "mail", "assistant"}
+    for name in ("auth", "documents", "mail", "assistant"):
         assert checks[name]["checks"]["postgres"]["status"] == "ok"
         assert checks[name]["checks"]["redis"]["status"] == "ok"
 
