@@ -13,8 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -108,6 +109,15 @@ async def transaction(
         tx = Transaction(session, user_id)
         yield tx
         await tx.commit()
+
+
+def within(query: Select, column: ColumnElement, after: datetime | None, before: datetime | None) -> Select:
+    """``query`` kept to rows whose ``column`` lies in [after, before) (either end optional)."""
+    if after is not None:
+        query = query.where(column >= after)
+    if before is not None:
+        query = query.where(column < before)
+    return query
 
 
 def like_pattern(text: str) -> str:

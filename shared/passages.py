@@ -7,7 +7,7 @@ text and its score. :func:`hybrid_search` is the search both services run in a u
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -50,6 +50,15 @@ class Passage(BaseModel):
 
 class PassageList(BaseModel):
     results: list[Passage]
+
+
+def narrowing(key: str, ids: Sequence[uuid.UUID], dated: bool) -> tuple[dict[str, str], bool]:
+    """How a search narrowed to some sources (``ids`` of property ``key``) and maybe a time range
+    runs: one id is an equality filter of the store; several ids, or a time range (a column of
+    Postgres, not of the chunks), are checked in Postgres afterwards. Returns the store filter and
+    whether that check narrows the hits (the caller then asks the store for more candidates)."""
+    where = {key: str(ids[0])} if len(ids) == 1 else {}
+    return where, len(ids) > 1 or dated
 
 
 async def hybrid_search(

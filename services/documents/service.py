@@ -29,11 +29,11 @@ from services.documents.storage import (
     receive_upload,
     remove_tree,
 )
-from shared.db import Transaction, like_pattern
+from shared.db import Transaction, like_pattern, within
 from shared.embeddings import Embedder
 from shared.errors import Conflict, Invalid, NotFound, UnsupportedMediaType
 from shared.models import utcnow
-from shared.passages import Passage, chunk_text, hybrid_search
+from shared.passages import Passage, chunk_text, hybrid_search, narrowing
 from shared.text.extraction import detect_type
 from shared.vectors import DOCUMENT_CHUNKS, VectorStore
 
@@ -198,12 +198,9 @@ class DocumentsService:
         """The ``k`` best passages; ``document_ids``, ``after`` and ``before`` (upload time)
         narrow the documents searched. One document is a store filter; several, or a date
         range, are checked against Postgres on a larger candidate set."""
-        where: dict[str, str] = {}
-        if len(document_ids) == 1:
-            where["document_id"] = str(document_ids[0])
+        where, narrowed = narrowing("document_id", document_ids, after is not None or before is not None)
         if category:
             where["category"] = category
-        narrowed = len(document_ids) > 1 or after is not None or before is not None
         candidates = min(100, k * 4) if narrowed else k
         hits = await hybrid_search(
             self.store, self.embedder, tx.owner_id, DOCUMENT_CHUNKS, q, candidates, where
@@ -212,10 +209,7 @@ class DocumentsService:
         if document_ids:
             ids &= set(document_ids)
         query = _live(select(Document.id, Document.title)).where(Document.id.in_(ids))
-        if after is not None:
-            query = query.where(Document.created_at >= after)
-        if before is not None:
-            query = query.where(Document.created_at < before)
+        query = within(query, Document.created_at, after, before)
         rows = await tx.session.execute(query) if ids else []
         titles = {row.id: row.title for row in rows}  # deleted or filtered-out documents drop out here
         return [

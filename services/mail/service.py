@@ -38,11 +38,11 @@ from services.mail.queue import enqueue_sync
 from services.mail.settings import GMAIL_READONLY, MailSettings
 from services.mail.sync import queue_run
 from services.mail.tokens import AccountTokens
-from shared.db import Transaction, like_pattern, transaction
+from shared.db import Transaction, like_pattern, transaction, within
 from shared.embeddings import Embedder
 from shared.errors import BadRequest, Conflict, NotFound, Unavailable, UpstreamFailed
 from shared.models import utcnow
-from shared.passages import Passage, chunk_text, hybrid_search
+from shared.passages import Passage, chunk_text, hybrid_search, narrowing
 from shared.text.mail import attachment_bytes
 from shared.vectors import EMAIL_CHUNKS, SearchHit, VectorStore
 
@@ -248,10 +248,7 @@ class MailService:
             query = query.where(Email.labels.contains([filters.label]))
         if filters.is_read is not None:
             query = query.where(Email.is_read.is_(filters.is_read))
-        if filters.after:
-            query = query.where(Email.sent_at >= filters.after)
-        if filters.before:
-            query = query.where(Email.sent_at < filters.before)
+        query = within(query, Email.sent_at, filters.after, filters.before)
         if filters.q:
             pattern = like_pattern(filters.q)
             query = query.where(
@@ -350,12 +347,9 @@ class MailService:
         """Hybrid search in the caller's mail: each email's best passage (body or attachment).
         ``account_ids``, ``after`` and ``before`` (sent time) narrow the emails searched: one
         account is a store filter; several, or a date range, are checked against Postgres."""
-        where: dict[str, str] = {}
-        if len(account_ids) == 1:
-            where["account_id"] = str(account_ids[0])
+        where, narrowed = narrowing("account_id", account_ids, after is not None or before is not None)
         if email_type:
             where["email_type"] = email_type
-        narrowed = len(account_ids) > 1 or after is not None or before is not None
         # Several chunks of one email may match: ask for more, keep each email's best.
         candidates = min(150, k * (9 if narrowed else 3))
         hits = await hybrid_search(self.store, self.embedder, tx.owner_id, EMAIL_CHUNKS, q, candidates, where)
@@ -365,10 +359,7 @@ class MailService:
         query = select(Email).where(Email.id.in_(list(best)))
         if account_ids:
             query = query.where(Email.account_id.in_(account_ids))
-        if after is not None:
-            query = query.where(Email.sent_at >= after)
-        if before is not None:
-            query = query.where(Email.sent_at < before)
+        query = within(query, Email.sent_at, after, before)
         emails = {e.id: e for e in (await tx.session.scalars(query)).all()} if best else {}
         ids = [email_id for email_id in best if email_id in emails][:k]
         names = (
