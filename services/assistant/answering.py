@@ -67,6 +67,11 @@ class Event:
     stored: dict[str, Any] | None = None
 
 
+def ms_since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.monotonic()`` reading), to 0.1 ms."""
+    return round((time.monotonic() - started) * 1000, 1)
+
+
 def heuristic_standalone(question: str, history: Sequence[Turn]) -> str:
     """Without a model: a question that refers back ("and her phone number?") or is very short
     gets the previous question's content words it lacks, in brackets."""
@@ -164,7 +169,7 @@ class Answerer:
         result = store.Answer(standalone_question=body.question, answer="", status=QueryStatus.INCOMPLETE)
         result.model = self.model.name if self.model else None
         citations: CitationStream | None = None
-        failure: Event | None = None
+        error: dict[str, str] | None = None  # the error event's data, if the answer fails
         try:
             standalone = await self._standalone(body.question, history)
             dated = extract_dates(standalone, datetime.now(UTC))
@@ -186,7 +191,7 @@ class Answerer:
                 token=token,
                 request_id=request_id,
             )
-            result.retrieval_ms = round((time.monotonic() - retrieval_started) * 1000, 1)
+            result.retrieval_ms = ms_since(retrieval_started)
             metrics.RETRIEVAL.observe(result.retrieval_ms / 1000)
             result.warnings.extend(retrieved.warnings)
             if len(retrieved.failed) == len(filters.sources):
@@ -207,40 +212,35 @@ class Answerer:
             if not passages:
                 result.status = QueryStatus.NO_SOURCES
                 result.model = None
-                result.answer = NO_SOURCES_ANSWER
-                yield Event("delta", {"text": NO_SOURCES_ANSWER})
+                yield Event("delta", {"text": citations.feed(NO_SOURCES_ANSWER) + citations.finish()})
             else:
                 async for text in self._write(body.question, passages, history, citations, result, started):
                     yield Event("delta", {"text": text})
                 result.status = QueryStatus.COMPLETE
         except NoSourceAvailable:
             result.status = QueryStatus.FAILED
-            failure = Event(
-                "error", {"code": "sources_unavailable", "message": "No source can be searched now"}
-            )
+            error = {"code": "sources_unavailable", "message": "No source can be searched now"}
         except ModelInterrupted as exc:
             log.warning("answer_interrupted", error=str(exc)[:300])
-            failure = Event(
-                "error",
-                {"code": "model_interrupted", "message": "The model stopped before the answer was complete"},
-            )
+            error = {
+                "code": "model_interrupted",
+                "message": "The model stopped before the answer was complete",
+            }
         except Exception:
             log.exception("answer_failed")
-            failure = Event(
-                "error", {"code": "internal_error", "message": "The answer could not be completed"}
-            )
+            error = {"code": "internal_error", "message": "The answer could not be completed"}
         finally:
-            if citations is not None and result.status != QueryStatus.NO_SOURCES:
+            if citations is not None:
                 self._settle(result, citations)
-            result.total_ms = round((time.monotonic() - started) * 1000, 1)
+            result.total_ms = ms_since(started)
             with anyio.CancelScope(shield=True):
                 async with transaction(self.sessions, user_id) as tx:
                     await store.finish_query(tx, query.id, result)
                     stored = await store.get_query(tx, query.id)
             metrics.ANSWERS.labels(result.status, self.backend).inc()
             metrics.TOTAL.labels(self.backend).observe(result.total_ms / 1000)
-        if failure is not None:
-            yield Event(failure.name, failure.data, stored.model_dump(mode="json"))
+        if error is not None:
+            yield Event("error", error, stored.model_dump(mode="json"))
         else:
             yield Event("done", stored.model_dump(mode="json"))
 
@@ -275,7 +275,7 @@ class Answerer:
                 ) as pieces:
                     async for piece in pieces:
                         if result.first_token_ms is None:
-                            result.first_token_ms = round((time.monotonic() - started) * 1000, 1)
+                            result.first_token_ms = ms_since(started)
                             metrics.FIRST_TOKEN.labels(self.backend).observe(result.first_token_ms / 1000)
                         shown = citations.feed(piece)
                         if shown:
@@ -284,16 +284,12 @@ class Answerer:
                 if tail:
                     yield tail
                 return
-            except ModelUnavailable as exc:
-                if citations.text:  # cannot happen (tokens flowed), but never mix two answers
-                    raise ModelInterrupted(str(exc)) from exc
+            except ModelUnavailable as exc:  # raised before any token: nothing was shown
                 log.warning("model_unavailable", error=str(exc)[:300])
                 result.warnings.append("llm_unavailable")
-                result.model = None
         result.model = None
         shown = citations.feed(extractive_answer(question, passages)) + citations.finish()
-        if result.first_token_ms is None:
-            result.first_token_ms = round((time.monotonic() - started) * 1000, 1)
+        result.first_token_ms = ms_since(started)
         yield shown
 
     @staticmethod

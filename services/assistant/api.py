@@ -44,10 +44,10 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class Caller:
-    """The caller's bearer token and request id, passed on to the services it reads from."""
+    """The caller's bearer token and request id, passed on to the services it reads from
+    (depending on ``CurrentPrincipal`` verifies the token before it is passed anywhere)."""
 
     def __init__(self, request: Request, principal: CurrentPrincipal) -> None:
-        self.user_id = principal.user_id
         self.token = bearer_token(request.headers.get("authorization"))
         self.request_id = request.headers.get(REQUEST_ID_HEADER)
 
@@ -55,12 +55,9 @@ class Caller:
 CallerDep = Annotated[Caller, Depends(Caller)]
 
 
-def _sse(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
-    async def frames() -> AsyncIterator[ServerSentEvent]:
-        async for event in events:
-            yield ServerSentEvent(data=json.dumps(event.data, separators=(",", ":")), event=event.name)
-
-    return frames()
+async def _sse(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+    async for event in events:
+        yield ServerSentEvent(data=json.dumps(event.data, separators=(",", ":")), event=event.name)
 
 
 @queries.post(

@@ -24,6 +24,13 @@ _MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*,\s*\d{1,3})*)\s*\]")
 _PARTIAL_MARKER = re.compile(r"\[\s*(\d{1,3}(\s*,\s*\d{0,3})*)?\s*")
 _TERMINAL = re.compile(r"[.!?]+[\"')]*")
 _SPACE = re.compile(r"[ \t]+")
+MAX_MARKER_CHARS = 24  # a "[" followed by more than this is text, not a marker
+
+
+def _could_become_marker(raw: str, at: int) -> bool:
+    """``raw[at:]`` is the start of a marker that has not arrived whole yet (``[1``, ``[1, ``)."""
+    partial = _PARTIAL_MARKER.match(raw, at)
+    return partial is not None and partial.end() == len(raw) and len(raw) - at < MAX_MARKER_CHARS
 
 
 class CitationStream:
@@ -134,8 +141,7 @@ class CitationStream:
                 self._space = ""
             self._raw = raw[match.end() :]
             return True
-        partial = _PARTIAL_MARKER.match(raw)
-        if not final and partial and partial.end() == len(raw) and len(raw) < 24:
+        if not final and _could_become_marker(raw, 0):
             return False
         self._emit("[")
         self._raw = raw[1:]
@@ -169,8 +175,7 @@ class CitationStream:
                 self._close_sentence(before="")
                 self._raw = raw[match.end() :]
                 return True
-            partial = _PARTIAL_MARKER.match(raw, after)
-            if not final and partial and partial.end() == len(raw) and len(raw) - after < 24:
+            if not final and _could_become_marker(raw, after):
                 return False
         self._close_sentence(before=raw[:end])
         self._raw = raw[end:]

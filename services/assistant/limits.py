@@ -15,12 +15,11 @@ from shared.errors import RateLimited
 _TAKE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, oldest[2]}
+  return 0
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {1, ARGV[2]}
+return 1
 """
 
 
@@ -38,7 +37,7 @@ class AnswerSlots:
     async def take(self, user_id: uuid.UUID, slot: str) -> None:
         """Take a slot or raise 429: the caller already has ``limit`` answers in progress."""
         now = time.time()
-        taken, _ = await self._take(
+        taken = await self._take(
             keys=[self._key(user_id)], args=[now, now + self._hold, self._limit, slot, self._hold + 60]
         )
         if not int(taken):

@@ -61,11 +61,16 @@ def rewrite_messages(question: str, history: Sequence[Turn]) -> list[Message]:
     ]
 
 
+def turn_tokens(turn: Turn) -> int:
+    """What one earlier turn costs in the prompt (its two messages and their framing)."""
+    return estimate_tokens(turn.question) + estimate_tokens(turn.answer) + 8
+
+
 def fit_history(history: Sequence[Turn], budget_tokens: int) -> list[Turn]:
     """The most recent turns that fit ``budget_tokens``, oldest first."""
     kept: list[Turn] = []
     for turn in reversed(history):
-        cost = estimate_tokens(turn.question) + estimate_tokens(turn.answer) + 8
+        cost = turn_tokens(turn)
         if cost > budget_tokens:
             break
         kept.insert(0, turn)
@@ -75,5 +80,5 @@ def fit_history(history: Sequence[Turn], budget_tokens: int) -> list[Turn]:
 
 def prompt_tokens(question: str, history: Sequence[Turn]) -> int:
     """What the prompt costs before any source is added."""
-    turns = sum(estimate_tokens(t.question) + estimate_tokens(t.answer) + 8 for t in history)
+    turns = sum(turn_tokens(t) for t in history)
     return estimate_tokens(ANSWER_INSTRUCTIONS) + estimate_tokens(question) + turns + 20

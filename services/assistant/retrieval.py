@@ -49,8 +49,11 @@ class Filters:
 @dataclass
 class Retrieved:
     passages: list[Passage] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    failed: list[SourceName] = field(default_factory=list)
+    failed: list[SourceName] = field(default_factory=list)  # services that could not be searched
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{source}_unavailable" for source in self.failed]
 
 
 class SourceUnavailable(Exception):
@@ -195,7 +198,6 @@ async def retrieve(
             if not isinstance(result, SourceUnavailable):
                 raise result
             log.warning("source_unavailable", source=source, error=str(result)[:300])
-            retrieved.warnings.append(f"{'mail' if source == 'mail' else 'documents'}_unavailable")
             retrieved.failed.append(source)
             continue
         rankings.append(result)

@@ -2,11 +2,12 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.assistant.models import QueryStatus, Rating
+from services.assistant.retrieval import SourceName
 from shared.deps import Timestamp
 from shared.passages import PassageKind
 
@@ -15,9 +16,6 @@ def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only white space")
     return value
-
-
-SourceName = Literal["documents", "mail"]
 
 
 class QueryIn(BaseModel):

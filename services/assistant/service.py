@@ -243,7 +243,6 @@ async def purge_user(tx: Transaction) -> int:
     """Everything of the transaction's user: conversations, queries, sources."""
     removed = await tx.session.scalar(select(func.count()).select_from(Query))
     await tx.session.execute(delete(Conversation))  # queries and sources cascade
-    await tx.session.execute(delete(Query))
     return int(removed or 0)
 
 
