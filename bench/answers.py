@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 import httpx
 import numpy as np
-from _stack import Prose, describe_machine, percentile, stack
+from _stack import Stack, describe_machine, percentile, stack
 from cryptography.fernet import Fernet
 from gateway import service
 from httpx_sse import aconnect_sse
@@ -278,69 +278,64 @@ def run(options: argparse.Namespace) -> int:
             llm.stop()
 
 
-async def measure(env, options: argparse.Namespace, stub_port: int) -> int:
-    if True:
-        if True:
-            user = uuid.UUID(env.user_id())
-            print(
-                f"seeding {options.chunks} document chunks and {options.chunks} email chunks...", flush=True
-            )
-            embedder = create_embedder(EmbeddingSettings(embedding_backend="local"))
-            sentences = distinct_sentences(options.sentences, options.seed)
-            vectors = np.asarray(await embedder.embed(sentences), dtype=np.float32)
-            store = create_vector_store(
-                data_dir=env.data_dir, model=embedder.model_name, dimension=embedder.dimension
-            )
-            documents = upload_documents(env, options.docs, options.seed)
-            corpus = Corpus(sentences, vectors, documents, np.random.default_rng(options.seed))
-            await load(store, user, corpus, 0, options.chunks, 5000)
-            emails = await seed_mail(env.env["PAI_DATABASE_URL"], user, options.emails)
-            mail_corpus = Corpus(sentences, vectors, documents, np.random.default_rng(options.seed + 1))
-            for start in range(0, options.chunks, 5000):
-                batch = email_chunks(mail_corpus, emails, min(5000, options.chunks - start))
-                await store.upsert(user, EMAIL_CHUNKS, batch)
-            await store.optimize()
-            await store.close()
+async def measure(env: Stack, options: argparse.Namespace, stub_port: int) -> int:
+    """Seed the tenant, then every measurement; prints the report."""
+    user = uuid.UUID(env.user_id())
+    print(f"seeding {options.chunks} document chunks and {options.chunks} email chunks...", flush=True)
+    embedder = create_embedder(EmbeddingSettings(embedding_backend="local"))
+    sentences = distinct_sentences(options.sentences, options.seed)
+    vectors = np.asarray(await embedder.embed(sentences), dtype=np.float32)
+    store = create_vector_store(
+        data_dir=env.data_dir, model=embedder.model_name, dimension=embedder.dimension
+    )
+    documents = upload_documents(env, options.docs, options.seed)
+    corpus = Corpus(sentences, vectors, documents, np.random.default_rng(options.seed))
+    await load(store, user, corpus, 0, options.chunks, 5000)
+    emails = await seed_mail(env.env["PAI_DATABASE_URL"], user, options.emails)
+    mail_corpus = Corpus(sentences, vectors, documents, np.random.default_rng(options.seed + 1))
+    for start in range(0, options.chunks, 5000):
+        batch = email_chunks(mail_corpus, emails, min(5000, options.chunks - start))
+        await store.upsert(user, EMAIL_CHUNKS, batch)
+    await store.optimize()
+    await store.close()
 
-            headers = env.headers()
-            print("retrieval (local model answering)...", flush=True)
-            assistant_ms, raw_ms = await retrieval(env.gateway, headers, options.retrievals)
-            print("first token...", flush=True)
-            system_ms, direct_ms = await first_tokens(
-                env.gateway, env.urls["llm"], headers, options.first_tokens
-            )
-            print("model speed...", flush=True)
-            tokens_per_second = await model_speed(env.urls["llm"])
+    headers = env.headers()
+    print("retrieval (local model answering)...", flush=True)
+    assistant_ms, raw_ms = await retrieval(env.gateway, headers, options.retrievals)
+    print("first token...", flush=True)
+    system_ms, direct_ms = await first_tokens(env.gateway, env.urls["llm"], headers, options.first_tokens)
+    print("model speed...", flush=True)
+    tokens_per_second = await model_speed(env.urls["llm"])
 
-            assistant_port, gateway_port = free_port(), free_port()
-            stub_env = {
-                **env.env,
-                "PAI_LLM_BACKEND": "openai",
-                "PAI_LLM_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
-                "PAI_LLM_MODEL": "instant",
-                "PAI_ASSISTANT_URL": f"http://127.0.0.1:{assistant_port}",
-            }
-            with (
-                service("assistant", assistant_port, stub_env, env.workdir),
-                service("gateway", gateway_port, stub_env, env.workdir),
-            ):
-                base_url = f"http://127.0.0.1:{gateway_port}"
-                async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
+    assistant_port, gateway_port = free_port(), free_port()
+    stub_env = {
+        **env.env,
+        "PAI_LLM_BACKEND": "openai",
+        "PAI_LLM_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
+        "PAI_LLM_MODEL": "instant",
+        "PAI_ASSISTANT_URL": f"http://127.0.0.1:{assistant_port}",
+    }
+    with (
+        service("assistant", assistant_port, stub_env, env.workdir),
+        service("gateway", gateway_port, stub_env, env.workdir),
+    ):
+        base_url = f"http://127.0.0.1:{gateway_port}"
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
 
-                    async def answer(question: str) -> bool:
-                        return (await client.post("/queries", json={"question": question})).status_code == 201
+            async def answer(question: str) -> bool:
+                return (await client.post("/queries", json={"question": question})).status_code == 201
 
-                    async def searches(question: str) -> bool:
-                        pair = await asyncio.gather(
-                            client.get("/documents/search", params={"q": question, "k": 12}),
-                            client.get("/mail/search", params={"q": question, "k": 12}),
-                        )
-                        return all(r.status_code == 200 for r in pair)
+            async def searches(question: str) -> bool:
+                pair = await asyncio.gather(
+                    client.get("/documents/search", params={"q": question, "k": 12}),
+                    client.get("/mail/search", params={"q": question, "k": 12}),
+                )
+                return all(r.status_code == 200 for r in pair)
 
-                    print("concurrency 8...", flush=True)
-                    await answer(QUESTIONS[0])
-                    answers_rate, answer_errors = await concurrency(options.duration, answer)
-                    search_rate, search_errors = await concurrency(options.duration, searches)
+            print("concurrency 8...", flush=True)
+            await answer(QUESTIONS[0])
+            answers_rate, answer_errors = await concurrency(options.duration, answer)
+            search_rate, search_errors = await concurrency(options.duration, searches)
 
     print()
     print(f"retrieval, {options.chunks} document + {options.chunks} email chunks:")
@@ -364,7 +359,6 @@ async def measure(env, options: argparse.Namespace, stub_port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     describe_machine("answers benchmark")
-    _ = Prose  # the generated prose of bench/search.py
     return run(options)
 
 
