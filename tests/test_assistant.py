@@ -404,7 +404,14 @@ def degraded(start_service, scripted) -> dict[str, str]:
         llm_model="stub-model",
         mail_url=closed,
     )
-    return {"no_model": no_model, "no_mail": no_mail}
+    no_documents, _ = start_service(
+        "assistant",
+        llm_backend="openai",
+        llm_base_url=scripted.model.base_url,
+        llm_model="stub-model",
+        documents_url=closed,
+    )
+    return {"no_model": no_model, "no_mail": no_mail, "no_documents": no_documents}
 
 
 async def test_unreachable_model_gives_an_extractive_answer(degraded, gateway, new_account):
@@ -523,3 +530,48 @@ async def test_purge_removes_queries_and_conversations(api, scripted, gateway, n
             "SELECT completed_at FROM auth.purge_requests WHERE user_id = $1 AND service = 'assistant'", owner
         )
     assert done is not None
+
+
+async def test_availability_is_unknown_while_the_documents_service_is_down(
+    api, degraded, gateway, new_account
+):
+    account = await new_account()
+    await crane_document(gateway, account)
+    asked = (
+        await api.post("/queries", json={"question": "Who repaired the crane?"}, headers=account.headers)
+    ).json()
+    assert asked["sources"] and all(s["available"] is True for s in asked["sources"])
+    async with httpx.AsyncClient(base_url=degraded["no_documents"], timeout=60) as client:
+        later = (await client.get(f"/queries/{asked['id']}", headers=account.headers)).json()
+        assert [s["available"] for s in later["sources"]] == [None] * len(asked["sources"])
+        assert later["answer"] == asked["answer"]  # the stored answer is untouched
+        again = await client.post(
+            "/queries", json={"question": "Who repaired the crane?"}, headers=account.headers
+        )
+    assert again.json()["warnings"] == ["documents_unavailable"]
+
+
+async def test_heartbeat_comments_while_the_model_is_slow(api, scripted, gateway, new_account):
+    account = await new_account()
+    await crane_document(gateway, account)
+    scripted.model.state.chat("The invoice ", "total was ", "4200 euros.", delay=1.6)  # heartbeat: 1 s here
+    headers = {**account.headers, "Accept": "text/event-stream"}
+    lines = []
+    async with api.stream(
+        "POST", "/queries", json={"question": "What was the invoice total?"}, headers=headers
+    ) as response:
+        async for line in response.aiter_lines():
+            lines.append(line)
+    pings = [line for line in lines if line.startswith(":")]
+    assert pings, lines
+    assert any(line == "event: done" for line in lines)
+
+
+async def test_answers_are_counted_in_metrics(api, scripted, new_account):
+    account = await new_account()
+    await api.post("/queries", json={"question": "What is my passport number?"}, headers=account.headers)
+    metrics = httpx.get(f"{scripted.assistant}/metrics", timeout=10).text
+    counted = [line for line in metrics.splitlines() if line.startswith("pai_answers_total{")]
+    assert any('status="no_sources"' in line and 'backend="openai"' in line for line in counted), counted
+    assert "pai_answer_retrieval_seconds_count" in metrics
+    assert account.id not in metrics  # no user ids in labels

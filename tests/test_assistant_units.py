@@ -1,6 +1,7 @@
 """The assistant's pure parts: citation checking while streaming, grounding, quotes, dates,
 follow-up heuristics, fusion and packing."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -159,3 +160,37 @@ def test_extractive_answer_cites_each_sentence():
     assert answer.startswith("The Eiffel Tower was built in 1889 for the World Fair in Paris [1].")
     _, stream = run([answer], [SOURCES[1], SOURCES[0]])
     assert stream.cited[0] == 1
+
+
+def test_a_rewrite_that_leaves_the_conversation_is_not_used():
+    from services.assistant.answering import _sane_rewrite
+
+    history = [Turn("Who repaired the harbour crane?", "Nordic Lifts [1].")]
+    assert _sane_rewrite("How much did the harbour crane repair cost?", "How much did it cost?", history)
+    assert not _sane_rewrite("Bananas are yellow.", "How much did it cost?", history)
+    assert not _sane_rewrite("", "How much did it cost?", history)
+
+
+async def test_answer_slots_are_shared_limited_and_expire(redis_url):
+    from redis.asyncio import Redis
+
+    from services.assistant.limits import AnswerSlots
+    from shared.errors import RateLimited
+
+    redis = Redis.from_url(redis_url)
+    try:
+        user = uuid.uuid4()
+        first, second = AnswerSlots(redis, 2, hold_seconds=1), AnswerSlots(redis, 2, hold_seconds=1)
+        await first.take(user, "a")
+        await second.take(user, "b")  # another process, the same user's slots
+        with pytest.raises(RateLimited) as refused:
+            await first.take(user, "c")
+        assert refused.value.headers["Retry-After"] == "5"
+        await first.take(uuid.uuid4(), "a")  # other users are not affected
+        await second.give_back(user, "b")
+        await first.take(user, "c")
+        await asyncio.sleep(1.1)  # the holders died: their slots expire
+        await first.take(user, "d")
+        await first.take(user, "e")
+    finally:
+        await redis.aclose()
