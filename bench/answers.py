@@ -53,6 +53,7 @@ from search import Corpus, distinct_sentences, load, upload_documents
 from services.assistant.prompts import answer_messages
 from shared.embeddings import EmbeddingSettings, create_embedder
 from shared.passages import Passage
+from shared.registry import health_path
 from shared.vectors import EMAIL_CHUNKS, VectorChunk, create_vector_store
 from tests.support import Process, free_port, python, wait_healthy
 
@@ -271,7 +272,7 @@ def run(options: argparse.Namespace) -> int:
             python("tests/openai_stub.py", str(stub_port)), env.env, env.workdir / "stub.log"
         ).start()
         try:
-            wait_healthy(f"{env.urls['llm']}/v1/models", llm, timeout=120)
+            wait_healthy(env.urls["llm"] + health_path("llm"), llm, timeout=120)
             return asyncio.run(measure(env, options, stub_port))
         finally:
             stub.stop()

@@ -46,6 +46,7 @@ from gateway import flushed_redis, log_in, temporary_database
 
 from services.auth.tokens import generate_private_key_file
 from services.mail.crypto import generate_key
+from shared.registry import health_path
 from tests.support import ROOT, Process, free_port, python, wait_healthy
 
 SERVICES = ("gateway", "auth", "documents", "mail", "embeddings", "assistant", "llm")
@@ -98,8 +99,7 @@ def make_run_stack(backend: str) -> Iterator[tuple[Process, dict[str, str]]]:
         process = Process(python("infra/supervise.py", "Procfile"), env, workdir / "stack.log").start()
         try:
             for name, url in urls.items():
-                # llama.cpp's server has no /healthz; its model list answers once it has loaded.
-                wait_healthy(f"{url}/v1/models" if name == "llm" else f"{url}/healthz", process, timeout=120)
+                wait_healthy(url + health_path(name), process, timeout=120)
             time.sleep(5)  # workers finish their start-up (in-process: loading the model)
             yield process, urls
         finally:

@@ -29,6 +29,8 @@ class Service:
     schema: str | None = None
     worker: bool = False
     purges: bool = False
+    # What answers 200 once the process serves (ours: /healthz; llama.cpp's server: its models).
+    health_path: str = "/healthz"
 
     @property
     def role(self) -> str:
@@ -98,10 +100,17 @@ SERVICES: tuple[Service, ...] = (
     Service("embeddings", 8005),
     # The local language model: a llama.cpp server (OpenAI-compatible /v1/chat/completions)
     # that the assistant asks. Internal only; not our code, so no health route of ours.
-    Service("llm", 8006),
+    Service("llm", 8006, health_path="/v1/models"),
 )
 
 BY_NAME: Mapping[str, Service] = {service.name: service for service in SERVICES}
+
+
+def health_path(name: str) -> str:
+    """Where process ``name`` (a service, or the gateway) answers once it serves."""
+    return BY_NAME[name].health_path if name in BY_NAME else "/healthz"
+
+
 # Services behind the gateway (those with public path prefixes).
 ROUTED: tuple[Service, ...] = tuple(service for service in SERVICES if service.prefixes)
 # Services with a Postgres schema of their own, in migration order.

@@ -19,6 +19,7 @@ import redis
 from services.auth.tokens import generate_private_key_file
 from services.mail.crypto import generate_key
 from shared.migrate import MigrateSettings, migrate
+from shared.registry import health_path
 from tests.gmail_stub import GmailStub
 from tests.support import ROOT, Process, free_port, python, wait_healthy
 
@@ -144,8 +145,7 @@ def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
     process = Process(python("infra/supervise.py", "Procfile"), env, log).start()
     try:
         for name, url in urls.items():
-            # llama.cpp's server has no /healthz; its model list answers once the model is loaded.
-            wait_healthy(f"{url}/v1/models" if name == "llm" else f"{url}/healthz", process, timeout=60)
+            wait_healthy(url + health_path(name), process, timeout=60)
         yield Stack(process=process, env=env, **urls)
     finally:
         process.stop()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from services.mail.crypto import parse_keys
+from shared.registry import health_path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -31,7 +32,7 @@ HTTP_SERVICES = {
     "assistant": 8004,
     "embeddings": 8005,
 }
-# The local language model: llama.cpp's server, checked on its own /v1/models.
+# The local language model: llama.cpp's server, checked where the registry says it answers.
 MODEL_SERVICES = {"llm": 8006}
 STATELESS = ("embeddings", "llm")  # no database, no migrations to wait for
 WORKERS = ("auth-worker", "documents-worker", "mail-worker", "assistant-worker")
@@ -179,7 +180,7 @@ def test_http_services_check_their_own_healthz(services: dict[str, Any]) -> None
 def test_the_llm_service_checks_its_model_api(services: dict[str, Any]) -> None:
     for name, port in MODEL_SERVICES.items():
         test = " ".join(services[name]["healthcheck"]["test"])
-        assert f"127.0.0.1:{port}/v1/models" in test, name
+        assert f"127.0.0.1:{port}{health_path(name)}" in test, name
         assert command_text(services[name]).startswith(f"python -m services.{name} serve"), name
         assert f"--port {port}" in command_text(services[name]), name
     assert environment(services["assistant"])["PAI_LLM_URL"] == "http://llm:8006"
