@@ -386,8 +386,9 @@ async def test_bad_questions_are_refused_clearly(api, scripted, new_account):
 
 
 @pytest.fixture(scope="module")
-def degraded(start_service, scripted) -> dict[str, str]:
-    """Assistants whose model, or whose mail service, cannot be reached (a closed port)."""
+def degraded(start_service, scripted, stub_upstream) -> dict[str, str]:
+    """Assistants whose model, mail or documents service cannot be reached (a closed port), or
+    whose mail service is slower than the source timeout."""
     closed = f"http://127.0.0.1:{free_port()}"
     no_model, _ = start_service(
         "assistant",
@@ -411,7 +412,15 @@ def degraded(start_service, scripted) -> dict[str, str]:
         llm_model="stub-model",
         documents_url=closed,
     )
-    return {"no_model": no_model, "no_mail": no_mail, "no_documents": no_documents}
+    slow_mail, _ = start_service(
+        "assistant",
+        llm_backend="openai",
+        llm_base_url=scripted.model.base_url,
+        llm_model="stub-model",
+        mail_url=stub_upstream,
+        source_timeout_seconds="1",
+    )
+    return {"no_model": no_model, "no_mail": no_mail, "no_documents": no_documents, "slow_mail": slow_mail}
 
 
 async def test_unreachable_model_gives_an_extractive_answer(degraded, gateway, new_account):
@@ -575,3 +584,16 @@ async def test_answers_are_counted_in_metrics(api, scripted, new_account):
     assert any('status="no_sources"' in line and 'backend="openai"' in line for line in counted), counted
     assert "pai_answer_retrieval_seconds_count" in metrics
     assert account.id not in metrics  # no user ids in labels
+
+
+async def test_a_slow_mail_service_is_left_out_after_the_source_timeout(degraded, gateway, new_account):
+    account = await new_account()
+    document = await crane_document(gateway, account)
+    async with httpx.AsyncClient(base_url=degraded["slow_mail"], timeout=60) as client:
+        response = await client.post(
+            "/queries", json={"question": "Who repaired the crane?"}, headers=account.headers
+        )
+    body = response.json()
+    assert body["warnings"] == ["mail_unavailable"] and body["status"] == "complete"
+    assert {s["document_id"] for s in body["sources"]} == {document["id"]}
+    assert body["timings"]["retrieval_ms"] < 4000  # the mail service takes 5 s; the timeout is 1 s

@@ -1,5 +1,6 @@
 """A stand-in upstream for gateway tests: counts streamed bodies, echoes headers, streams big
-responses, answers slowly. Run as ``python tests/upstream_stub.py PORT``."""
+responses, answers slowly (``/slow``, and ``/mail/search`` as a slow mail service).
+Run as ``python tests/upstream_stub.py PORT``."""
 
 import asyncio
 import json
@@ -42,6 +43,8 @@ async def app(scope, receive, send):
         return
     if path.endswith("/slow"):
         await asyncio.sleep(float(query.get("seconds", "5")))
+    if path == "/mail/search":  # a mail service that takes 5 s to search
+        await asyncio.sleep(5)
     body = {
         "path": path,
         "raw_path": scope["raw_path"].decode("latin-1"),
