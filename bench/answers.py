@@ -182,6 +182,7 @@ class FirstToken:
     direct: float  # first token of the same prompt asked of the model directly
     assistant: float  # the assistant's own first_token_ms (from its start of work)
     retrieval: float  # the assistant's retrieval_ms
+    sources: float  # when the client had the sources event (the model is asked right after)
 
 
 async def first_tokens(gateway: str, llm: str, headers: dict, count: int) -> list[FirstToken]:
@@ -194,7 +195,7 @@ async def first_tokens(gateway: str, llm: str, headers: dict, count: int) -> lis
         for i in range(count):
             question = QUESTIONS[i % len(QUESTIONS)]
             await client.post(f"{llm}/v1/chat/completions", json=flush)
-            began, first, sources, done = time.perf_counter(), None, [], {}
+            began, first, sources, done, sources_at = time.perf_counter(), None, [], {}, 0.0
             async with aconnect_sse(
                 client, "POST", f"{gateway}/queries", json={"question": question},
                 headers={**headers, "Accept": "text/event-stream"},
@@ -202,6 +203,7 @@ async def first_tokens(gateway: str, llm: str, headers: dict, count: int) -> lis
                 async for event in source.aiter_sse():
                     if event.event == "sources":
                         sources = json.loads(event.data)["sources"]
+                        sources_at = (time.perf_counter() - began) * 1000
                     elif event.event == "delta" and first is None:
                         first = (time.perf_counter() - began) * 1000
                     elif event.event == "done":
@@ -225,7 +227,8 @@ async def first_tokens(gateway: str, llm: str, headers: dict, count: int) -> lis
             if direct is not None:
                 timings = done.get("timings") or {}
                 assistant = timings.get("first_token_ms") or 0.0
-                results.append(FirstToken(first, direct, assistant, timings.get("retrieval_ms") or 0.0))
+                retrieval = timings.get("retrieval_ms") or 0.0
+                results.append(FirstToken(first, direct, assistant, retrieval, sources_at))
     return results
 
 
@@ -368,6 +371,8 @@ async def measure(env: Stack, options: argparse.Namespace, stub_port: int) -> in
     overhead = [f.system - f.direct for f in firsts]
     print(f"  system overhead, paired   {summary(overhead)} (target p50 <= 150 ms)")
     print(f"    of which retrieval      {summary([f.retrieval for f in firsts])}")
+    print(f"    before the model        {summary([f.sources for f in firsts])}")
+    print(f"    the model, as asked     {summary([f.system - f.sources - f.direct for f in firsts])}")
     print(f"    gateway, HTTP and SSE   {summary([f.system - f.assistant for f in firsts])}")
     print("ceiling at concurrency 8 (instant stand-in model):")
     print(f"  answers                   {answers_rate:7.1f} /s  ({answer_errors} errors)")
