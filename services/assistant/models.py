@@ -65,6 +65,8 @@ class Query(AssistantModel, table=True):
     feedback_rating: str | None = Field(default=None, max_length=10)
     feedback_comment: str | None = None
     feedback_at: datetime | None = timestamp(nullable=True, default_now=False)
+    # The document the question was asked about (history imported from the legacy app).
+    document_id: uuid.UUID | None = None
     created_at: datetime = timestamp()
 
 

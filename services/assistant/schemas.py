@@ -84,6 +84,9 @@ class QueryOut(BaseModel):
     timings: Timings
     created_at: datetime
     feedback: FeedbackOut | None = None
+    document_id: uuid.UUID | None = Field(
+        None, description="the document the question was asked about (history imported from the legacy app)"
+    )
 
 
 class QueryPage(BaseModel):

@@ -8,8 +8,10 @@ all record and read queries the same way. Writing an answer is :mod:`.answering`
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.assistant.models import Conversation, Query, QueryStatus, Rating, Source
 from services.assistant.prompts import Turn
@@ -159,7 +161,66 @@ def query_out(query: Query, sources: Sequence[Source]) -> QueryOut:
         },
         created_at=query.created_at,
         feedback=feedback,
+        document_id=query.document_id,
     )
+
+
+IMPORTED_WARNING = "imported_from_legacy"
+
+
+@dataclass
+class ImportedQuery:
+    """A question and answer from the legacy app, which kept no sources or conversations."""
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    question: str
+    answer: str
+    created_at: datetime
+    document_id: uuid.UUID | None = None
+
+
+async def record_imported_queries(tx: Transaction, items: Sequence[ImportedQuery]) -> set[uuid.UUID]:
+    """Store each as a finished query in a conversation of its own (the legacy questions were
+    each asked alone: continuing one must not feed unrelated older questions into the follow-up
+    rewrite); those already there are left as they are. Returns the ids written now."""
+    if not items:
+        return set()
+    owner_id = tx.owner_id
+    conversations = [
+        {
+            "id": item.conversation_id,
+            "owner_id": owner_id,
+            "title": conversation_title(item.question) or "Imported question",
+            "created_at": item.created_at,
+            "updated_at": item.created_at,
+        }
+        for item in items
+    ]
+    await tx.session.execute(pg_insert(Conversation).on_conflict_do_nothing(), conversations)
+    queries = [
+        {
+            "id": item.id,
+            "owner_id": owner_id,
+            "conversation_id": item.conversation_id,
+            "question": item.question,
+            "standalone_question": item.question,
+            "answer": item.answer,
+            "status": QueryStatus.COMPLETE if item.answer else QueryStatus.FAILED,
+            "warnings": [IMPORTED_WARNING],
+            "model": "legacy",
+            "document_id": item.document_id,
+            "created_at": item.created_at,
+        }
+        for item in items
+    ]
+    existing = set(
+        (await tx.session.scalars(select(Query.id).where(Query.id.in_([item.id for item in items])))).all()
+    )
+    new = [row for row in queries if row["id"] not in existing]
+    if new:
+        await tx.session.execute(pg_insert(Query).on_conflict_do_nothing(), new)
+    return {row["id"] for row in new}
 
 
 async def queries_out(tx: Transaction, queries: Sequence[Query]) -> list[QueryOut]:

@@ -1,4 +1,4 @@
-"""``python -m services.auth serve|worker|keygen|create-admin``."""
+"""``python -m services.auth serve|worker|keygen|create-admin|import-legacy``."""
 
 import asyncio
 import getpass
@@ -7,12 +7,14 @@ import sys
 
 from zxcvbn import zxcvbn
 
+from services.auth.legacy import importer
 from services.auth.service import AdminService
 from services.auth.settings import AuthSettings, get_settings
 from services.auth.tokens import generate_private_key_file
 from shared.auth import RevocationList
 from shared.cli import run_common, service_parser
 from shared.db import create_engine, session_factory, transaction
+from shared.legacy.cli import add_import_command, run_import
 from shared.redis import create_arq_pool, create_redis
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
@@ -68,6 +70,7 @@ def main() -> int:
     admin_cmd = commands.add_parser("create-admin", help="create or promote an admin")
     admin_cmd.add_argument("--username", required=True)
     admin_cmd.add_argument("--email", required=True)
+    add_import_command(commands)
     args = parser.parse_args()
 
     settings = get_settings()
@@ -77,6 +80,8 @@ def main() -> int:
         written = generate_private_key_file(settings.jwt_private_key_file)
         print(("created " if written else "kept existing ") + str(settings.jwt_private_key_file))
         return 0
+    if args.command == "import-legacy":
+        return run_import(importer(settings), args)
     return create_admin(args.username, args.email)
 
 

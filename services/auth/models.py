@@ -30,6 +30,8 @@ class User(AuthModel, table=True):
     password_hash: str
     is_admin: bool = False
     is_active: bool = True
+    # Sign-in refused until an admin sets a new password (an imported well-known default one).
+    password_reset_required: bool = False
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()
 

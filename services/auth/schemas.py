@@ -24,6 +24,7 @@ class UserOut(BaseModel):
     username: str
     is_admin: bool
     is_active: bool
+    password_reset_required: bool = False
     created_at: datetime
 
 
@@ -60,6 +61,8 @@ class AdminUserUpdate(BaseModel):
     username: Username | None = None
     is_active: bool | None = None
     is_admin: bool | None = None
+    # A new password set by the admin (and the end of ``password_reset_required``).
+    password: Password | None = None
 
 
 class UserPage(BaseModel):

@@ -259,6 +259,12 @@ class AuthService:
         await self.throttle.succeeded(key)
         if not user.is_active:
             raise Forbidden("This account is disabled", code="account_disabled")
+        if user.password_reset_required:
+            raise Forbidden(
+                "This account still has a well-known default password: an administrator must set "
+                "a new password before it can sign in",
+                code="password_reset_required",
+            )
         if needs_rehash:  # legacy bcrypt or outdated argon2 parameters
             user.password_hash = await hash_password(password)
             tx.session.add(user)
@@ -384,13 +390,19 @@ class AdminService:
         if loses_admin:
             await self._guard_last_admin(tx, user.id)
         await _ensure_unique(tx.session, email=data.email, username=data.username, exclude=user.id)
+        password = changes.pop("password", None)
         for name, value in changes.items():
             setattr(user, name, normalize_email(value) if name == "email" else value)
+        if password is not None:
+            # An admin's reset: the only way out of password_reset_required; old sessions end.
+            user.password_hash = await hash_password(password)
+            user.password_reset_required = False
+            changes["password_set"] = True  # the audit log says it changed, never what to
         user.updated_at = utcnow()
         tx.session.add(user)
-        if changes.get("is_active") is False:
+        if changes.get("is_active") is False or password is not None:
             await revoke_refresh_tokens(tx, user.id)
-            # Only once the deactivation is durable: every token issued before it stops working.
+            # Only once the change is durable: every token issued before it stops working.
             tx.after_commit(lambda: self.revocations.revoke_user(user_id))
         self._audit(tx, actor, "user.update", user.id, changes)
         await _flush_unique(tx.session)

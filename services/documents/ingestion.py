@@ -53,7 +53,7 @@ class Ingestor:
             document.status, document.progress, document.error = Status.PROCESSING, 0.0, None
             document.attempts += 1
             document.updated_at = utcnow()
-            mime_type, title = document.mime_type, document.title
+            mime_type, title, kept_category = document.mime_type, document.title, document.category
 
         path = original_path(self.settings.uploads_dir, owner_id, document_id)
         try:
@@ -64,7 +64,7 @@ class Ingestor:
         except OSError:
             await self._fail(document_id, owner_id, "The stored file is missing or unreadable")
             return "failed"
-        category = classify(extracted)
+        category = kept_category or classify(extracted)  # a category already set (imported) stays
         chunks = chunk(extracted, category, self.settings.chunk_sizes)
         if not chunks:
             await self._fail(document_id, owner_id, "The document contains no text")

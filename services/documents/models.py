@@ -40,7 +40,7 @@ class Document(DocumentsModel, table=True):
     filename: str = Field(max_length=255)  # the client's name, for display only; disk uses the id
     mime_type: str = Field(max_length=120)
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sha256: str = Field(max_length=64)
+    sha256: str | None = Field(default=None, max_length=64)  # None: the file is missing
     category: str | None = Field(default=None, max_length=20)
     status: str = Field(default=Status.QUEUED, max_length=20)
     progress: float = 0.0

@@ -18,7 +18,7 @@ class DocumentOut(BaseModel):
     filename: str
     mime_type: str
     size: int
-    sha256: str
+    sha256: str | None  # None: the file is missing (an imported document)
     category: Category | None
     status: Status
     progress: float

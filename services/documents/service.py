@@ -23,6 +23,7 @@ from services.documents.queue import enqueue_delete, enqueue_ingest
 from services.documents.schemas import DocumentUpdate
 from services.documents.settings import DocumentsSettings
 from services.documents.storage import (
+    copy_file,
     display_filename,
     document_dir,
     original_path,
@@ -48,6 +49,69 @@ def _live(query):
 def _duplicate(existing: uuid.UUID | None = None) -> Conflict:
     where = f" as document {existing}" if existing else ""
     return Conflict(f"This file is already uploaded{where}", code="duplicate_document")
+
+
+async def enqueue_quietly(arq: ArqRedis, enqueue, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+    """The row is committed, so a Redis hiccup must not fail the request: the worker's
+    recovery cron finds the document in Postgres and enqueues it again."""
+    try:
+        await enqueue(arq, document_id, owner_id)
+    except (RedisError, OSError) as exc:
+        log.warning("enqueue_failed", document_id=str(document_id), error=str(exc))
+
+
+@dataclass
+class DocumentFiles:
+    """Documents made from files already on this machine (the legacy import), under the rules
+    of an upload: the type comes from the content, one live copy of a file per user, and the
+    ingestion is queued once the row is committed."""
+
+    settings: DocumentsSettings
+    arq: ArqRedis
+
+    async def add(self, tx: Transaction, source: Path, document: Document) -> Document:
+        """Copy ``source`` into the user's storage as ``document`` (its id, title, description,
+        file name, category and creation time set by the caller). A file of a type we cannot
+        read is kept, and the document marked failed with the reason."""
+        owner_id, document_id = tx.owner_id, document.id
+        directory = document_dir(self.settings.uploads_dir, owner_id, document_id)
+        try:
+            copied = await copy_file(source, directory / "upload.part")
+            existing = await tx.session.scalar(
+                _live(select(Document.id)).where(Document.sha256 == copied.sha256)
+            )
+            if existing is not None:
+                raise _duplicate(existing)
+            copied.path.rename(original_path(self.settings.uploads_dir, owner_id, document_id))
+            mime_type = detect_type(copied.head, document.filename)
+            document.owner_id, document.size, document.sha256 = owner_id, copied.size, copied.sha256
+            document.mime_type = mime_type or "application/octet-stream"
+            if copied.size == 0 or mime_type is None:
+                document.status = Status.FAILED
+                document.error = "The file is empty" if copied.size == 0 else "The file type is not supported"
+            tx.session.add(document)
+            try:
+                await tx.session.flush()
+            except IntegrityError:
+                raise _duplicate() from None
+        except BaseException:
+            remove_tree(directory)
+            raise
+        if document.status == Status.QUEUED:
+            tx.after_commit(lambda: enqueue_quietly(self.arq, enqueue_ingest, document_id, owner_id))
+        return document
+
+    async def add_without_file(self, tx: Transaction, document: Document, error: str) -> Document:
+        """Keep a document whose file is gone, as failed with ``error`` (nothing to ingest)."""
+        document.owner_id, document.status, document.error, document.sha256 = (
+            tx.owner_id,
+            Status.FAILED,
+            error,
+            None,
+        )
+        tx.session.add(document)
+        await tx.session.flush()
+        return document
 
 
 @dataclass
@@ -112,12 +176,7 @@ class DocumentsService:
         return document
 
     async def _enqueue(self, enqueue, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        """The row is committed, so a Redis hiccup must not fail the request: the worker's
-        recovery cron finds the document in Postgres and enqueues it again."""
-        try:
-            await enqueue(self.arq, document_id, owner_id)
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", document_id=str(document_id), error=str(exc))
+        await enqueue_quietly(self.arq, enqueue, document_id, owner_id)
 
     async def list_page(
         self,

@@ -215,3 +215,43 @@ class _PartState:
                 raise TooLarge(f"The form fields besides the file exceed {MAX_FIELDS_TOTAL_BYTES} bytes")
         elif kind == "end" and not self.is_file and self.name:
             upload.fields[self.name] = self.value.decode("utf-8", "replace")
+
+
+def _copy_sync(source: Path, destination: Path) -> ReceivedUpload:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    copied = ReceivedUpload(path=destination, filename=source.name)
+    hasher = hashlib.sha256()
+    try:
+        with source.open("rb") as src, destination.open("wb") as out:
+            while block := src.read(1024 * 1024):
+                if len(copied.head) < SNIFF_BYTES:
+                    copied.head += block[: SNIFF_BYTES - len(copied.head)]
+                hasher.update(block)
+                copied.size += len(block)
+                out.write(block)
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+    copied.sha256 = hasher.hexdigest()
+    return copied
+
+
+async def copy_file(source: Path, destination: Path) -> ReceivedUpload:
+    """A file already on this machine (an import) copied to ``destination``, hashed on the way."""
+    return await anyio.to_thread.run_sync(_copy_sync, source, destination)
+
+
+def _sha256_sync(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1024 * 1024):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+async def file_sha256(path: Path) -> str | None:
+    """The stored file's hash read back from disk (None: no file)."""
+    try:
+        return await anyio.to_thread.run_sync(_sha256_sync, path)
+    except FileNotFoundError:
+        return None

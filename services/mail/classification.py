@@ -24,11 +24,12 @@ step that decides wins:
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from shared.text.mail import ParsedMessage
 
 EmailType = Literal["business", "personal", "promotional", "transactional", "support", "generic"]
+EMAIL_TYPES: tuple[str, ...] = get_args(EmailType)
 
 # Tie order of the keyword step: the more specific, actionable type first.
 _PRIORITY: tuple[EmailType, ...] = ("support", "transactional", "business", "promotional", "personal")

@@ -125,6 +125,7 @@ class Email(MailModel, table=True):
     email_type: str = Field(default="generic", max_length=20)
     snippet: str = ""
     body_text: str = ""
+    body_html: str | None = None  # kept when the source had it (imported legacy mail)
     size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     is_malformed: bool = False
     defects: list[str] = _json(list)
@@ -135,7 +136,9 @@ class Email(MailModel, table=True):
 
 class EmailAttachment(MailModel, table=True):
     """Metadata from the message; the bytes are kept on disk once downloaded (``stored``).
-    ``part_index`` finds the part again in the raw message (:func:`parsing.attachment_bytes`)."""
+    ``part_index`` finds the part again in the raw message (:func:`parsing.attachment_bytes`);
+    a negative one marks an attachment imported from the legacy app, which has no part index
+    (its bytes exist only if the legacy app had downloaded them)."""
 
     __tablename__ = "email_attachments"
 

@@ -310,6 +310,10 @@ class MailService:
             raise NotFound("Attachment not found")
         attachment, gmail_id, account_id = found
         path = attachment_path(self.settings.attachments_dir, owner_id, email_id, attachment.part_index)
+        if not path.exists() and attachment.part_index < 0:
+            raise NotFound(
+                "This attachment was imported without its file: the legacy app never downloaded it"
+            )
         if not path.exists():
             write_file(path, await self._download(owner_id, account_id, gmail_id, attachment.part_index))
         return attachment, path

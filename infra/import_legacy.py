@@ -1,0 +1,111 @@
+"""``make import-legacy``: bring a legacy Personal AI Agent database (SQLite file or its
+PostgreSQL copy) and its uploads folder into the services, then print the verification report.
+
+Each service imports its own tables with its own code and database role
+(``python -m services.<name> import-legacy``), in order: auth first (users), then documents,
+mail and the assistant's query history, told which legacy users auth did not take. Every
+service derives the same new ids from the legacy ones, so they need to share nothing else, and
+a second run finds every row already there. Each prints its part of the report as JSON; this
+command merges them, prints the verdict (``verified: N rows, 0 lost``), writes ``--report`` and
+exits non-zero if anything was lost or differs without a reason.
+"""
+
+import argparse
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.legacy.report import ServiceReport, merge, render  # noqa: E402
+
+ORDER = ("auth", "documents", "mail", "assistant")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db", default=os.environ.get("LEGACY_DB"), help="legacy SQLite file or postgresql:// URL"
+    )
+    parser.add_argument(
+        "--uploads", default=os.environ.get("LEGACY_UPLOADS"), help="the legacy uploads folder"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="read, validate and report; write nothing")
+    parser.add_argument("--report", type=Path, help="also write the report as JSON to this file")
+    parser.add_argument(
+        "--timezone",
+        default=os.environ.get("LEGACY_TIMEZONE") or "UTC",
+        help="the legacy server's time zone, for its naive timestamps (default UTC)",
+    )
+    args = parser.parse_args()
+    if not args.db:
+        parser.error("name the legacy database: --db or LEGACY_DB")
+    return args
+
+
+def secret_key() -> str | None:
+    """The legacy SECRET_KEY (for the mail tokens): the environment, else a prompt."""
+    key = os.environ.get("LEGACY_SECRET_KEY")
+    if key:
+        return key
+    if sys.stdin.isatty():
+        return (
+            getpass.getpass("Legacy SECRET_KEY (decrypts the Gmail tokens; empty: reconnect later): ") or None
+        )
+    print("LEGACY_SECRET_KEY is not set: mail accounts are imported as needs_reauth", file=sys.stderr)
+    return None
+
+
+def run_service(
+    service: str, args: argparse.Namespace, skip_users: list[str], env: dict[str, str]
+) -> ServiceReport:
+    command = [
+        sys.executable,
+        "-m",
+        f"services.{service}",
+        "import-legacy",
+        args.db,
+        "--timezone",
+        args.timezone,
+    ]
+    if args.uploads:
+        command += ["--uploads", str(args.uploads)]
+    if skip_users:
+        command += ["--skip-users", ",".join(skip_users)]
+    if args.dry_run:
+        command.append("--dry-run")
+    finished = subprocess.run(  # noqa: S603 (our own interpreter and module, arguments as a list)
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False
+    )
+    if finished.returncode != 0:
+        raise SystemExit(f"legacy import: the {service} service's import failed (exit {finished.returncode})")
+    return ServiceReport.model_validate_json(finished.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    args = parse_args()
+    env = dict(os.environ)
+    key = secret_key()
+    env.pop("LEGACY_SECRET_KEY", None)
+    reports: list[ServiceReport] = []
+    skip_users: list[str] = []
+    for service in ORDER:
+        service_env = {**env, "LEGACY_SECRET_KEY": key} if service == "mail" and key else env
+        report = run_service(service, args, skip_users, service_env)
+        if service == "auth":  # the users auth did not take: their rows are left out everywhere
+            skip_users = [str(problem.legacy_id) for problem in report.table("users").skipped]
+        reports.append(report)
+    merged = merge(reports)
+    print(render(merged))
+    if args.report:
+        args.report.write_text(json.dumps(merged, indent=2, default=str), encoding="utf-8")
+        print(f"report written to {args.report}")
+    return 0 if merged["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
