@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test migrate admin env bench lint lock clean
+.PHONY: run test migrate admin env import-legacy bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ migrate: $(VENV)/.runtime
 admin: $(VENV)/.runtime
 	@test -n "$(USERNAME)" -a -n "$(EMAIL)" || { echo "usage: make admin USERNAME=... EMAIL=..."; exit 2; }
 	$(BIN)/python -m services.auth create-admin --username "$(USERNAME)" --email "$(EMAIL)"
+
+## import-legacy: import a legacy database and its uploads, then print the verification report:
+##   make import-legacy LEGACY_DB=path/to/personal_ai_agent.db LEGACY_UPLOADS=path/to/backend/data/uploads
+##   (or LEGACY_DB=postgresql://.../personal_ai_agent); the legacy SECRET_KEY from LEGACY_SECRET_KEY
+##   or a prompt; LEGACY_FLAGS="--dry-run --report report.json"; LEGACY_TIMEZONE if not UTC
+import-legacy: $(VENV)/.runtime
+	@test -n "$(LEGACY_DB)" || { echo "usage: make import-legacy LEGACY_DB=... [LEGACY_UPLOADS=...] [LEGACY_FLAGS=...]"; exit 2; }
+	$(BIN)/python -m shared.migrate --create-database
+	$(BIN)/python -m services.mail keygen
+	$(BIN)/python infra/import_legacy.py --db "$(LEGACY_DB)" $(if $(LEGACY_UPLOADS),--uploads "$(LEGACY_UPLOADS)") $(LEGACY_FLAGS)
 
 ## env: write .env with random secrets for docker compose (and the JWT key), once
 env: $(VENV)/.runtime

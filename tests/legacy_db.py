@@ -160,8 +160,11 @@ def _to_pg(value: Any, pg_type: str) -> Any:
         return None
     if pg_type == "BOOLEAN":
         return bool(value)
-    if pg_type == "TIMESTAMP":
-        return datetime.fromisoformat(value)
+    if pg_type == "TIMESTAMP":  # a TIMESTAMP column cannot hold an unreadable one: NULL
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
     return value
 
 
