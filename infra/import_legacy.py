@@ -48,10 +48,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def secret_key() -> str | None:
-    """The legacy SECRET_KEY (for the mail tokens): the environment, else a prompt."""
+    """The legacy SECRET_KEY (for the mail tokens): ``LEGACY_SECRET_KEY``, else the file
+    ``LEGACY_SECRET_KEY_FILE`` names (docker compose), else a prompt on a terminal."""
     key = os.environ.get("LEGACY_SECRET_KEY")
     if key:
         return key
+    key_file = Path(os.environ.get("LEGACY_SECRET_KEY_FILE") or "/nonexistent")
+    if key_file.is_file():
+        return key_file.read_text(encoding="utf-8").strip() or None
     if sys.stdin.isatty():
         return (
             getpass.getpass("Legacy SECRET_KEY (decrypts the Gmail tokens; empty: reconnect later): ") or None

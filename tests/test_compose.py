@@ -49,6 +49,7 @@ NOT_SECRETS = {
     "PAI_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt_private_key",
     "AUTHENTICATION_APIKEY_ENABLED": "true",
     "AUTHENTICATION_APIKEY_USERS": "pai",
+    "LEGACY_SECRET_KEY_FILE": "/legacy/secret_key",
 }
 # scheme://user:password@ where the password may be a `${VAR:?message with spaces}`.
 DSN_PASSWORD = re.compile(r"[a-z][a-z0-9+]*://[^:/@\s]*:(\$\{[^}]*\}|[^@\s]*)@")
@@ -236,7 +237,11 @@ def test_app_services_wait_for_migrations_and_dependencies(services: dict[str, A
 
 def test_migrate_is_a_one_shot_job(services: dict[str, Any]) -> None:
     migrate = services["migrate"]
-    assert command_text(migrate) == "python -m shared.migrate"
+    # The migrations, then the legacy import only when LEGACY_DB names a legacy database.
+    assert command_text(migrate) == (
+        'sh -c python -m shared.migrate && if [ -n "$$LEGACY_DB" ]; then python infra/import_legacy.py; fi'
+    )
+    assert "appdata:/data" in migrate["volumes"] and "${LEGACY_DIR:-./legacy}:/legacy:ro" in migrate["volumes"]
     assert str(migrate["restart"]) == "no"
     assert migrate["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert set(environment(migrate)) >= {

@@ -328,7 +328,9 @@ async def test_dry_run_reports_and_writes_nothing(isolated_env, tmp_path):
         "--report",
         str(report_path),
     ]
-    result = run_import({**isolated_env, "LEGACY_SECRET_KEY": SECRET_KEY}, *args)
+    key_file = tmp_path / "secret_key"  # as docker compose hands it over
+    key_file.write_text(SECRET_KEY + "\n")
+    result = run_import({**isolated_env, "LEGACY_SECRET_KEY_FILE": str(key_file)}, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dry run: nothing written" in result.stdout
     report = json.loads(report_path.read_text())
@@ -338,6 +340,7 @@ async def test_dry_run_reports_and_writes_nothing(isolated_env, tmp_path):
         and table(report, "users")["imported"] == 7
     )
     assert len(table(report, "users")["skipped"]) == 1
+    assert table(report, "email_accounts")["notes"] == []  # the key from the file opened the tokens
     assert all(c["target"] is None for c in report["checksums"])
     assert set((await _rows(isolated_env["PAI_DATABASE_URL"])).values()) == {0}
     assert not any(path.is_file() for path in (tmp_path / "data").rglob("*"))
