@@ -66,7 +66,7 @@ test: lint
 	fi
 	$(BIN)/pytest
 
-## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers)
+## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader; needs pgloader)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py
@@ -75,6 +75,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/abuse.py
 	$(BIN)/python bench/answers.py
+	$(BIN)/python bench/legacy_import.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python

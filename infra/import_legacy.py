@@ -2,8 +2,9 @@
 PostgreSQL copy) and its uploads folder into the services, then print the verification report.
 
 Each service imports its own tables with its own code and database role
-(``python -m services.<name> import-legacy``), in order: auth first (users), then documents,
-mail and the assistant's query history, told which legacy users auth did not take. Every
+(``python -m services.<name> import-legacy``): auth (users), documents,
+mail and the assistant's query history, at the same time once auth has decided which legacy
+users it takes (``--plan``) and told the others which it does not. Every
 service derives the same new ids from the legacy ones, so they need to share nothing else, and
 a second run finds every row already there. Each prints its part of the report as JSON; this
 command merges them, prints the verdict (``verified: N rows, 0 lost``), writes ``--report`` and
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +66,7 @@ def secret_key() -> str | None:
     return None
 
 
-def run_service(
-    service: str, args: argparse.Namespace, skip_users: list[str], env: dict[str, str]
-) -> ServiceReport:
+def service_command(service: str, args: argparse.Namespace, skip_users: list[str], *extra: str) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -82,12 +82,34 @@ def run_service(
         command += ["--skip-users", ",".join(skip_users)]
     if args.dry_run:
         command.append("--dry-run")
-    finished = subprocess.run(  # noqa: S603 (our own interpreter and module, arguments as a list)
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False
-    )
-    if finished.returncode != 0:
-        raise SystemExit(f"legacy import: the {service} service's import failed (exit {finished.returncode})")
-    return ServiceReport.model_validate_json(finished.stdout.strip().splitlines()[-1])
+    return [*command, *extra]
+
+
+def run_all(commands: dict[str, list[str]], envs: dict[str, dict[str, str]]) -> dict[str, ServiceReport]:
+    """Run the services' imports at the same time; each prints its report (JSON) on stdout."""
+    with tempfile.TemporaryDirectory(prefix="legacy-import-") as tmp:
+        outputs = {
+            service: (Path(tmp) / f"{service}.json").open("w+", encoding="utf-8") for service in commands
+        }
+        processes = {
+            service: subprocess.Popen(  # noqa: S603 (our interpreter and modules, arguments as a list)
+                command, cwd=ROOT, env=envs[service], stdout=outputs[service], text=True
+            )
+            for service, command in commands.items()
+        }
+        failed = [service for service, process in processes.items() if process.wait() != 0]
+        if failed:
+            raise SystemExit(f"legacy import: the import of {', '.join(failed)} failed (see above)")
+        reports = {}
+        for service, output in outputs.items():
+            output.seek(0)
+            reports[service] = ServiceReport.model_validate_json(output.read().strip().splitlines()[-1])
+            output.close()
+        return reports
+
+
+def skipped_users(report: ServiceReport) -> list[str]:
+    return [str(problem.legacy_id) for problem in report.table("users").skipped]
 
 
 def main() -> int:
@@ -95,15 +117,26 @@ def main() -> int:
     env = dict(os.environ)
     key = secret_key()
     env.pop("LEGACY_SECRET_KEY", None)
-    reports: list[ServiceReport] = []
-    skip_users: list[str] = []
-    for service in ORDER:
-        service_env = {**env, "LEGACY_SECRET_KEY": key} if service == "mail" and key else env
-        report = run_service(service, args, skip_users, service_env)
-        if service == "auth":  # the users auth did not take: their rows are left out everywhere
-            skip_users = [str(problem.legacy_id) for problem in report.table("users").skipped]
-        reports.append(report)
-    merged = merge(reports)
+    # Which legacy users auth takes decides what every other service imports: decided first (in
+    # seconds, the same code as the import), then all four import at the same time.
+    plan = run_all({"auth": service_command("auth", args, [], "--plan")}, {"auth": env})["auth"]
+    skip_users = skipped_users(plan)
+    commands = {service: service_command(service, args, skip_users) for service in ORDER}
+    envs = {
+        service: {
+            **env,
+            "LEGACY_PROGRESS_LINE": str(line),
+            **({"LEGACY_SECRET_KEY": key} if service == "mail" and key else {}),
+        }
+        for line, service in enumerate(ORDER)
+    }
+    reports = run_all(commands, envs)
+    merged = merge([reports[service] for service in ORDER])
+    if skipped_users(reports["auth"]) != skip_users:  # accounts changed while importing
+        merged["ok"] = False
+        print(
+            "legacy import: auth took other users than it planned (accounts changed meanwhile); run it again"
+        )
     print(render(merged))
     if args.report:
         args.report.write_text(json.dumps(merged, indent=2, default=str), encoding="utf-8")

@@ -241,7 +241,9 @@ def test_migrate_is_a_one_shot_job(services: dict[str, Any]) -> None:
     assert command_text(migrate) == (
         'sh -c python -m shared.migrate && if [ -n "$$LEGACY_DB" ]; then python infra/import_legacy.py; fi'
     )
-    assert "appdata:/data" in migrate["volumes"] and "${LEGACY_DIR:-./legacy}:/legacy:ro" in migrate["volumes"]
+    assert (
+        "appdata:/data" in migrate["volumes"] and "${LEGACY_DIR:-./legacy}:/legacy:ro" in migrate["volumes"]
+    )
     assert str(migrate["restart"]) == "no"
     assert migrate["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert set(environment(migrate)) >= {

@@ -8,6 +8,7 @@ same user; otherwise the query is kept unlinked and reported. The legacy app sto
 so imported answers cite none.
 """
 
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -41,6 +42,14 @@ async def _document_owners(source: LegacySource) -> dict[int, Any]:
 
 async def import_queries(sessions, source: LegacySource, options: ImportOptions) -> ServiceReport:
     report = ServiceReport(service="assistant", dry_run=options.dry_run)
+    with report.table("queries").timed():
+        await _import_queries(sessions, source, options, report)
+    return report
+
+
+async def _import_queries(
+    sessions, source: LegacySource, options: ImportOptions, report: ServiceReport
+) -> None:
     table = report.table("queries")
     owners = await legacy_owners(source, options)
     documents = await _document_owners(source)
@@ -78,7 +87,6 @@ async def import_queries(sessions, source: LegacySource, options: ImportOptions)
         await flush(owner)
     bar.close()
     report.checksums.extend(book.results(None if options.dry_run else dict(sums)))
-    return report
 
 
 def _item(
@@ -110,6 +118,7 @@ def _item(
 
 
 async def _write(sessions, table, report, owner_id: uuid.UUID, owner: int, rows, options, sums) -> None:
+    started = time.perf_counter()
     items = [item for _, item in rows]
     counts = report.user(owner, "queries")
     async with transaction(sessions, owner_id) as tx:
@@ -130,6 +139,7 @@ async def _write(sessions, table, report, owner_id: uuid.UUID, owner: int, rows,
     table.arrived += arrived
     counts.arrived += arrived
     sums[str(owner)] += int(digest)
+    table.batch_ms.append((time.perf_counter() - started) * 1000)
 
 
 def importer(settings: AssistantSettings) -> Importer:

@@ -70,7 +70,8 @@ def main() -> int:
     admin_cmd = commands.add_parser("create-admin", help="create or promote an admin")
     admin_cmd.add_argument("--username", required=True)
     admin_cmd.add_argument("--email", required=True)
-    add_import_command(commands)
+    import_cmd = add_import_command(commands)
+    import_cmd.add_argument("--plan", action="store_true", help="only decide which users are taken (fast)")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -81,7 +82,7 @@ def main() -> int:
         print(("created " if written else "kept existing ") + str(settings.jwt_private_key_file))
         return 0
     if args.command == "import-legacy":
-        return run_import(importer(settings), args)
+        return run_import(importer(settings, plan_only=args.plan), args)
     return create_admin(args.username, args.email)
 
 

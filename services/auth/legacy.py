@@ -87,9 +87,27 @@ async def _taken(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str,
 
 
 async def import_users(
-    sessions: async_sessionmaker[AsyncSession], source: LegacySource, options: ImportOptions
+    sessions: async_sessionmaker[AsyncSession],
+    source: LegacySource,
+    options: ImportOptions,
+    *,
+    plan_only: bool = False,
 ) -> ServiceReport:
-    report = ServiceReport(service="auth", dry_run=options.dry_run)
+    """Import the users; ``plan_only``: only decide which are taken and which are not (no
+    password checks, no writes), so the other services can start at once."""
+    report = ServiceReport(service="auth", dry_run=options.dry_run or plan_only)
+    with report.table("users").timed():
+        await _import_users(sessions, source, options, report, plan_only)
+    return report
+
+
+async def _import_users(
+    sessions: async_sessionmaker[AsyncSession],
+    source: LegacySource,
+    options: ImportOptions,
+    report: ServiceReport,
+    plan_only: bool,
+) -> None:
     table = report.table("users")
     legacy = [row async for batch in source.rows("users", COLUMNS) for row in batch]
     table.source = len(legacy)
@@ -110,11 +128,9 @@ async def import_users(
     async with transaction(sessions) as tx:
         taken = await _taken(tx.session, rows)
         existing = set((await tx.session.scalars(select(User.id).where(User.id.in_(legacy_ids)))).all())
-    defaults = await _defaults([row["password_hash"] for row in rows])
     accepted: list[dict[str, Any]] = []
     claimed: dict[str, int] = {}  # first legacy user holding each email/username
-    report.review[DEFAULT_LIST], report.review[ADMIN_LIST] = [], []
-    for row, is_default in zip(rows, defaults, strict=True):
+    for row in rows:
         legacy_id = legacy_ids[row["id"]]
         clash = _clash(row, legacy_id, claimed, taken)
         if clash:
@@ -123,6 +139,13 @@ async def import_users(
             continue
         claimed.setdefault(f"email:{row['email']}", legacy_id)
         claimed.setdefault(f"username:{row['username'].lower()}", legacy_id)
+        accepted.append(row)
+    if plan_only:  # which users are taken: all the other services need to know, decided in seconds
+        return
+    defaults = await _defaults([row["password_hash"] for row in accepted])
+    report.review[DEFAULT_LIST], report.review[ADMIN_LIST] = [], []
+    for row, is_default in zip(accepted, defaults, strict=True):
+        legacy_id = legacy_ids[row["id"]]
         if not row["password_hash"].startswith(BCRYPT_PREFIXES):
             row["password_reset_required"] = True
             table.note(legacy_id, "no bcrypt password hash: an admin must set a new password")
@@ -131,7 +154,6 @@ async def import_users(
             report.review[DEFAULT_LIST].append(f"{legacy_id}: {row['username']}")
         if row["is_admin"]:
             report.review[ADMIN_LIST].append(f"{legacy_id}: {row['username']}")
-        accepted.append(row)
 
     bar = progress("users", len(accepted))
     for row in accepted:
@@ -160,7 +182,6 @@ async def import_users(
     else:
         for row in accepted:
             report.user(legacy_ids[row["id"]], "users").arrived += 1
-    return report
 
 
 def _clash(
@@ -176,13 +197,13 @@ def _clash(
     return None
 
 
-def importer(settings: AuthSettings) -> Importer:
+def importer(settings: AuthSettings, *, plan_only: bool = False) -> Importer:
     """The ``import-legacy`` command's work, as this service's own database role."""
 
     async def run(source: LegacySource, options: ImportOptions) -> ServiceReport:
         engine = create_engine(settings.service_database_url, pool_size=2)
         try:
-            return await import_users(session_factory(engine), source, options)
+            return await import_users(session_factory(engine), source, options, plan_only=plan_only)
         finally:
             await engine.dispose()
 

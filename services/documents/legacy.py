@@ -80,6 +80,14 @@ async def import_documents(
 ) -> ServiceReport:
     """``files`` is None in a dry run (nothing is copied or queued)."""
     report = ServiceReport(service="documents", dry_run=options.dry_run)
+    with report.table("documents").timed():
+        await _import_documents(settings, files, sessions, source, options, report)
+    return report
+
+
+async def _import_documents(
+    settings, files, sessions, source, options: ImportOptions, report: ServiceReport
+) -> None:
     table = report.table("documents")
     owners = await legacy_owners(source, options)
     bytes_book = ChecksumBook("document file bytes")
@@ -130,7 +138,6 @@ async def import_documents(
     bar.close()
     targets = None if options.dry_run else await _verify(settings, sessions, expected, report)
     report.checksums.extend(bytes_book.results(targets))
-    return report
 
 
 async def _import_one(

@@ -4,6 +4,7 @@ runs them all reads it), progress bars on a terminal's stderr."""
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,13 +31,14 @@ class ImportOptions:
 Importer = Callable[[LegacySource, ImportOptions], Awaitable[ServiceReport]]
 
 
-def add_import_command(commands: argparse._SubParsersAction) -> None:
+def add_import_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     cmd = commands.add_parser("import-legacy", help="import this service's tables of a legacy database")
     cmd.add_argument("source", help="legacy SQLite file or postgresql:// URL")
     cmd.add_argument("--uploads", type=Path, help="the legacy uploads folder")
     cmd.add_argument("--skip-users", default="", help="comma-separated legacy user ids not imported")
     cmd.add_argument("--dry-run", action="store_true", help="read and validate; write nothing")
     cmd.add_argument("--timezone", default="UTC", help="the legacy server's time zone (IANA name)")
+    return cmd
 
 
 def parse_options(args: argparse.Namespace) -> ImportOptions:
@@ -69,8 +71,18 @@ def run_import(importer: Importer, args: argparse.Namespace) -> int:
 
 
 def progress(table: str, total: int) -> tqdm:
-    """A bar per table on a terminal (stderr); nothing when stderr is not one."""
-    return tqdm(total=total, desc=f"{table:<18}", unit=" rows", disable=None, file=sys.stderr, leave=True)
+    """A bar per table on a terminal (stderr); nothing when stderr is not one. Services that
+    import at the same time each get their own line (``LEGACY_PROGRESS_LINE``)."""
+    line = int(os.environ.get("LEGACY_PROGRESS_LINE", "0"))
+    return tqdm(
+        total=total,
+        desc=f"{table:<18}",
+        unit=" rows",
+        disable=None,
+        file=sys.stderr,
+        position=line,
+        leave=True,
+    )
 
 
 async def legacy_owners(source: LegacySource, options: ImportOptions) -> dict[int, object]:

@@ -6,7 +6,10 @@ are read back from our database after the import, not counted while writing, and
 must survive unchanged is compared as per-user checksums computed on both sides.
 """
 
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -47,6 +50,16 @@ class TableReport(BaseModel):
     arrived: int | None = None  # found in our database afterwards (None: dry run)
     skipped: list[Problem] = Field(default_factory=list)
     notes: list[Problem] = Field(default_factory=list)
+    seconds: float = 0.0  # spent on this table, reading, writing and verifying
+    batch_ms: list[float] = Field(default_factory=list)  # each bulk batch, written and verified
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
 
     @property
     def accounted(self) -> int:
@@ -149,13 +162,15 @@ def render(merged: dict[str, Any]) -> str:
     """The report as an operator reads it on a terminal."""
     lines = ["Legacy import" + (" (dry run: nothing written)" if merged["dry_run"] else "")]
     lines.append(
-        f"{'table':<22}{'source':>9}{'imported':>10}{'present':>9}{'arrived':>9}{'skipped':>9}{'lost':>6}"
+        f"{'table':<20}{'source':>9}{'imported':>10}{'present':>9}{'arrived':>9}{'skipped':>9}{'lost':>6}"
+        f"{'seconds':>9}{'rows/s':>9}"
     )
     for table in merged["tables"]:
         arrived = "-" if table["arrived"] is None else table["arrived"]
+        rate = f"{table['source'] / table['seconds']:.0f}" if table["seconds"] > 0 else "-"
         lines.append(
-            f"{table['table']:<22}{table['source']:>9}{table['imported']:>10}{table['present']:>9}"
-            f"{arrived:>9}{len(table['skipped']):>9}{table['lost']:>6}"
+            f"{table['table']:<20}{table['source']:>9}{table['imported']:>10}{table['present']:>9}"
+            f"{arrived:>9}{len(table['skipped']):>9}{table['lost']:>6}{table['seconds']:>9.2f}{rate:>9}"
         )
     lines.append("")
     lines.append("per user (source / arrived / skipped):")

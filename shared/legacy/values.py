@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from email.utils import getaddresses
+from functools import lru_cache
 from typing import Any
 
 # Fixed forever: changing it would give every imported row a new id on the next run.
@@ -84,6 +85,19 @@ def addresses(value: Any) -> list[dict[str, str]]:
     addresses, or a bare address (or comma-separated addresses) as older rows kept them."""
     entries = [str(entry) for entry in json_list(value) if entry]
     return [{"name": name, "email": address} for name, address in getaddresses(entries) if address]
+
+
+@lru_cache(maxsize=1 << 16)
+def addresses_json(value: str | None) -> str:
+    """:func:`addresses` as JSON text, remembered: a mailbox's recipient lists repeat (the same
+    few correspondents), and parsing addresses is the import's costliest step per email."""
+    return json.dumps(addresses(value))
+
+
+@lru_cache(maxsize=1 << 12)
+def strings_json(value: str | None) -> str:
+    """A JSON list of strings (e.g. Gmail labels) as JSON text of strings, remembered."""
+    return json.dumps([str(item) for item in json_list(value)])
 
 
 def clean_text(value: Any) -> str:
