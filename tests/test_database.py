@@ -73,7 +73,7 @@ async def snapshot(database_url: str) -> dict[str, list[tuple]]:
 
 async def test_migrate_twice_changes_nothing(database_url):
     before = await snapshot(database_url)
-    assert before["versions"] == [("auth", "0001"), ("documents", "0002"), ("mail", "0002")]
+    assert before["versions"] == [("auth", "0002"), ("documents", "0003"), ("mail", "0003")]
     assert {r[0] for r in before["roles"]} >= {"pai_auth", "pai_documents", "pai_mail"}
     assert not any(r[1] or r[2] or r[3] for r in before["roles"])  # no superuser, createdb, createrole
     import asyncio

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from services.auth.models import User
 from services.auth.schemas import (
     AdminUserCreate,
+    AdminUserOut,
     AdminUserUpdate,
     AuditPage,
     PasswordChangeRequest,
@@ -140,17 +141,17 @@ async def list_users(
     return {"items": users, "total": total}
 
 
-@admin_router.post("/users", status_code=201, response_model=UserOut)
+@admin_router.post("/users", status_code=201, response_model=AdminUserOut)
 async def create_user(body: AdminUserCreate, admin: CurrentAdmin, tx: Tx, service: Admin) -> User:
     return await service.admin_create_user(tx, admin.id, body)
 
 
-@admin_router.get("/users/{user_id}", response_model=UserOut)
+@admin_router.get("/users/{user_id}", response_model=AdminUserOut)
 async def get_user(user_id: uuid.UUID, admin: CurrentAdmin, tx: Tx, service: Admin) -> User:
     return await service.get_user(tx, user_id)
 
 
-@admin_router.patch("/users/{user_id}", response_model=UserOut)
+@admin_router.patch("/users/{user_id}", response_model=AdminUserOut)
 async def update_user(
     user_id: uuid.UUID,
     body: AdminUserUpdate,

@@ -24,8 +24,14 @@ class UserOut(BaseModel):
     username: str
     is_admin: bool
     is_active: bool
-    password_reset_required: bool = False
     created_at: datetime
+
+
+class AdminUserOut(UserOut):
+    """A user as admins see them: whether sign-in waits for a new password (imported accounts
+    that still had a well-known default one)."""
+
+    password_reset_required: bool = False
 
 
 class TokenPair(BaseModel):
@@ -66,7 +72,7 @@ class AdminUserUpdate(BaseModel):
 
 
 class UserPage(BaseModel):
-    items: list[UserOut]
+    items: list[AdminUserOut]
     total: int
 
 
