@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test migrate admin env import-legacy bench lint lock clean
+.PHONY: run test migrate admin env import-legacy bench lint lock clean web web-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,25 @@ $(VENV)/.dev: requirements-dev.lock $(VENV)/.runtime
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@
 
+# The browser app: Node.js 20 and npm; dependencies exactly as web/package-lock.json pins them.
+WEB_SOURCES := $(shell find web/src web/scripts -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package.json
+web/node_modules/.installed: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+# Rebuilt when missing or older than its sources (type check, bundle, Swagger UI for /docs).
+web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run build
+
+## web: build the browser app into web/dist (the gateway serves it at /)
+web: web/dist/index.html
+
+## web-test: the app's unit tests (vitest)
+web-test: web/node_modules/.installed
+	cd web && npm test
+
 ## run: create the venv, the database, the dev keys; start every process under supervision (Ctrl-C stops all)
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime web/dist/index.html
 	$(BIN)/python -m shared.migrate --create-database
 	$(BIN)/python -m services.auth keygen
 	$(BIN)/python -m services.mail keygen
@@ -57,8 +74,9 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-## test: lint, import contracts, compose validation, then pytest on real Postgres and Redis
-test: lint
+## test: lint, import contracts, compose validation, the web app's unit tests and build, then
+## pytest on real Postgres and Redis (browser tests in Debian's chromium)
+test: lint web-test web/dist/index.html
 	@if command -v docker-compose >/dev/null 2>&1; then \
 		docker-compose -f docker-compose.yml --env-file .env.example config -q && echo "docker-compose.yml: valid"; \
 	else \
@@ -85,4 +103,4 @@ lock: | $(BIN)/python
 	$(BIN)/uv pip compile -q --no-deps requirements-model.in -o requirements-model.lock --python-version 3.11 --generate-hashes
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache web/node_modules web/dist

@@ -140,6 +140,7 @@ def stack(base_env: dict[str, str], tmp_path_factory) -> Iterator[Stack]:
         **{f"PAI_{name.upper()}_URL": urls[name] for name in names if name != "gateway"},
         "PAI_JWKS_URL": f"{urls['auth']}/auth/.well-known/jwks.json",
         "PAI_OAUTH_REDIRECT_URI": f"{urls['gateway']}/mail/oauth/callback",
+        "PAI_PUBLIC_URL": urls["gateway"],
     }
     log = tmp_path_factory.mktemp("stack") / "stack.log"
     process = Process(python("infra/supervise.py", "Procfile"), env, log).start()
@@ -156,8 +157,8 @@ def start_service(stack: Stack, tmp_path_factory) -> Iterator[Callable[..., tupl
     """Start one more instance of a service with overridden settings; returns (url, process)."""
     started: list[Process] = []
 
-    def start(service: str, **settings: str) -> tuple[str, Process]:
-        port = free_port()
+    def start(service: str, port: int | None = None, **settings: str) -> tuple[str, Process]:
+        port = port or free_port()
         env = {**stack.env, **{f"PAI_{k.upper()}": v for k, v in settings.items()}}
         log = tmp_path_factory.mktemp(service) / f"{service}.log"
         args = python("-m", f"services.{service}", "serve", "--host", "127.0.0.1", "--port", str(port))

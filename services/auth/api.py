@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 
+from services.auth.cookies import COOKIE, check_origin, clear_cookie, cookie_token, set_cookie, wants_cookie
 from services.auth.models import User
 from services.auth.schemas import (
     AdminUserCreate,
@@ -72,26 +73,60 @@ async def register(request: Request, body: RegisterRequest, tx: Tx, service: Ser
     return await service.register(tx, body, client_ip(request))
 
 
-@router.post("/token", response_model=TokenPair)
+def _answer(request: Request, response: Response, pair: dict, service: AuthService) -> dict:
+    """A browser's pair (``X-Refresh-Cookie: 1``): the refresh token goes into the cookie only."""
+    if not wants_cookie(request):
+        return pair
+    settings = service.settings
+    set_cookie(response, pair["refresh_token"], settings.refresh_token_ttl_days * 86400, settings.public_url)
+    return {**pair, "refresh_token": None}
+
+
+@router.post("/token", response_model=TokenPair, response_model_exclude_none=True)
 async def token(
     request: Request,
+    response: Response,
     username: Annotated[str, Form(min_length=1, max_length=320)],
     password: Annotated[str, Form(min_length=1, max_length=1024)],
     tx: Tx,
     service: Service,
 ) -> dict:
-    return await service.login(tx, username, password, client_ip(request))
+    """Sign in. With ``X-Refresh-Cookie: 1`` (the browser app) the refresh token is set as an
+    HttpOnly cookie instead of being returned."""
+    pair = await service.login(tx, username, password, client_ip(request))
+    return _answer(request, response, pair, service)
 
 
-@router.post("/refresh", response_model=TokenPair)
-async def refresh(body: RefreshRequest, tx: Tx, service: Service) -> dict:
-    return await service.refresh(tx, body.refresh_token)
+def _refresh_token(request: Request, body: RefreshRequest | None, service: AuthService) -> str:
+    """The body's token (API clients), else the cookie's, from the app's own origin only."""
+    if body is not None:
+        return body.refresh_token
+    check_origin(request, service.settings.public_url)
+    return cookie_token(request)
+
+
+@router.post("/refresh", response_model=TokenPair, response_model_exclude_none=True)
+async def refresh(
+    request: Request, response: Response, tx: Tx, service: Service, body: RefreshRequest | None = None
+) -> dict:
+    """A new pair for a refresh token (spent by this call), from the body or the browser's cookie."""
+    pair = await service.refresh(tx, _refresh_token(request, body, service))
+    return _answer(request, response, pair, service) if body is None else pair
 
 
 @router.post("/logout", status_code=204)
-async def logout(body: RefreshRequest, tx: Tx, service: Service) -> Response:
+async def logout(request: Request, tx: Tx, service: Service, body: RefreshRequest | None = None) -> Response:
+    """End the session of a refresh token (the body's, or the browser's cookie, which is cleared)."""
+    answer = Response(status_code=204)
+    if body is None:
+        check_origin(request, service.settings.public_url)
+        clear_cookie(answer, service.settings.public_url)
+        token = request.cookies.get(COOKIE)
+        if token:
+            await service.logout(tx, token)
+        return answer
     await service.logout(tx, body.refresh_token)
-    return Response(status_code=204)
+    return answer
 
 
 @router.get("/me", response_model=UserOut)

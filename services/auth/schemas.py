@@ -36,7 +36,8 @@ class AdminUserOut(UserOut):
 
 class TokenPair(BaseModel):
     access_token: str
-    refresh_token: str
+    # Absent when a browser signed in with X-Refresh-Cookie: 1 (then it is an HttpOnly cookie).
+    refresh_token: str | None = None
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth token type, not a secret)
     expires_in: int
 

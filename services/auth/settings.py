@@ -18,6 +18,9 @@ class AuthSettings(CommonSettings):
     jwt_previous_public_key_files: list[Path] = []
 
     refresh_token_ttl_days: int = 30
+    # The address browsers use (the gateway's public URL): cookie refreshes must come from it
+    # (the Origin header, against cross-site requests), and its scheme decides Secure cookies.
+    public_url: str = "http://localhost:8000"
     registration_open: bool = True
     # Failed sign-ins per account in the window; while spent, even the right password waits.
     login_max_failures: int = 5

@@ -1,8 +1,8 @@
-"""Gateway routes: one catch-all per service prefix, plus the combined API docs."""
+"""Gateway routes: one catch-all per service prefix, plus the combined OpenAPI document (the
+browser app and the docs page are :mod:`services.gateway.web`)."""
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from services.gateway.edge import ReleaseAfter
 from services.gateway.schemas import ROUTES
@@ -60,8 +60,3 @@ docs_router = APIRouter(include_in_schema=False)
 @docs_router.get("/openapi.json")
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(await request.app.state.openapi.document())
-
-
-@docs_router.get("/docs")
-async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Personal AI assistant API")

@@ -11,6 +11,7 @@ from services.gateway.edge import InFlight
 from services.gateway.schemas import Upstream
 from services.gateway.service import OpenApiMerger, Proxy, RateLimiter, upstream_readiness
 from services.gateway.settings import GatewaySettings, get_settings
+from services.gateway.web import web_router
 from shared.app import build_app
 from shared.auth import JwksKeys, RevocationList, TokenVerifier
 from shared.cli import UPSTREAM_KEEPALIVE_SECONDS
@@ -81,4 +82,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(docs_router)
     app.include_router(proxy_router())
+    app.include_router(web_router(settings.web_dist_dir))  # last: only what no API route took
     return app

@@ -139,7 +139,7 @@ class Proxy:
         headers = {
             name: value
             for name, value in response.headers.items()
-            if name.lower() not in STRIPPED_RESPONSE_HEADERS
+            if name.lower() not in STRIPPED_RESPONSE_HEADERS and name.lower() != "set-cookie"
         }
         if response.content_length is not None and response.content_length <= SMALL_BODY_BYTES:
             # Most API answers: one read is cheaper than a streamed relay, and just as bounded.
@@ -147,8 +147,12 @@ class Proxy:
                 body = await response.read()
             finally:
                 response.release()
-            return Response(body, status_code=response.status, headers=headers)
-        return StreamingResponse(_relay(response), status_code=response.status, headers=headers)
+            relayed: Response = Response(body, status_code=response.status, headers=headers)
+        else:
+            relayed = StreamingResponse(_relay(response), status_code=response.status, headers=headers)
+        for cookie in response.headers.getall("set-cookie", []):  # each one kept (a dict keeps one)
+            relayed.headers.append("set-cookie", cookie)
+        return relayed
 
 
 def upstream_readiness(client: httpx.AsyncClient, upstream: Upstream):

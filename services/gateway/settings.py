@@ -1,6 +1,7 @@
 """Settings of the gateway (all ``PAI_``-prefixed environment variables)."""
 
 from functools import lru_cache
+from pathlib import Path
 
 from shared.config import CommonSettings
 
@@ -28,6 +29,8 @@ class GatewaySettings(CommonSettings):
     body_min_bytes_per_second: int = 1024
     body_rate_grace_seconds: float = 10.0
     openapi_cache_seconds: float = 60.0
+    # The built browser app (``make run`` builds web/ into it), served at "/".
+    web_dist_dir: Path = Path("web/dist")
     # The gateway is the edge: trust no X-Forwarded-For unless behind a known proxy.
     forwarded_allow_ips: str = ""
 

@@ -26,7 +26,7 @@ class MailSettings(VectorSettings, ExtractionSettings):
     # The gateway's public callback address, registered as a redirect URI at Google.
     oauth_redirect_uri: str = "http://localhost:8000/mail/oauth/callback"
     # Where the browser lands after the consent screen (?mail_connected=… or ?mail_error=…).
-    frontend_url: str = "http://localhost:3000/settings/mail"
+    frontend_url: str = "http://localhost:8000/inbox"  # the web app's Mail page
     oauth_state_ttl_seconds: int = 600
     oauth_scopes: list[str] = [GMAIL_READONLY, "openid", "email"]
 

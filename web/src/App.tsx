@@ -69,11 +69,11 @@ export function App() {
       <nav aria-label="Main">
         <strong className="brand">Assistant</strong>
         <NavLink to="/ask">Ask</NavLink>
-        <NavLink to="/documents">Documents</NavLink>
-        <NavLink to="/mail">Mail</NavLink>
+        <NavLink to="/files">Documents</NavLink>
+        <NavLink to="/inbox">Mail</NavLink>
         <NavLink to="/history">History</NavLink>
         <NavLink to="/account">Account</NavLink>
-        {me.is_admin && <NavLink to="/admin">Admin</NavLink>}
+        {me.is_admin && <NavLink to="/manage">Admin</NavLink>}
         <button type="button" className="link" onClick={() => void session.signOut()}>
           Sign out
         </button>
@@ -81,12 +81,12 @@ export function App() {
       <main>
         <Routes>
           <Route path="/ask" element={<AskPage />} />
-          <Route path="/documents" element={<DocumentsPage />} />
-          <Route path="/documents/view" element={<DocumentViewPage />} />
-          <Route path="/mail" element={<MailPage />} />
+          <Route path="/files" element={<DocumentsPage />} />
+          <Route path="/files/view" element={<DocumentViewPage />} />
+          <Route path="/inbox" element={<MailPage />} />
           <Route path="/history" element={<HistoryPage />} />
           <Route path="/account" element={<AccountPage me={me} onChange={setMe} />} />
-          {me.is_admin && <Route path="/admin" element={<AdminPage me={me} />} />}
+          {me.is_admin && <Route path="/manage" element={<AdminPage me={me} />} />}
           <Route path="*" element={<Navigate to="/ask" replace />} />
         </Routes>
       </main>

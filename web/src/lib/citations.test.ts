@@ -22,7 +22,7 @@ describe("citations", () => {
   });
 
   it("links a document at its page with the quote, an email to the reader", () => {
-    expect(sourceHref(pdf)).toBe("/documents/view?id=d1&page=2&quote=rent%20is%20due");
-    expect(sourceHref(mail)).toBe("/mail?email=e1");
+    expect(sourceHref(pdf)).toBe("/files/view?id=d1&page=2&quote=rent%20is%20due");
+    expect(sourceHref(mail)).toBe("/inbox?email=e1");
   });
 });

@@ -42,12 +42,12 @@ export function segments(answer: string, sources: Source[]): Segment[] {
 export function sourceHref(source: Source): string {
   if (source.kind === "document" && source.document_id) {
     const page = source.page ? `&page=${source.page}` : "";
-    return `/documents/view?id=${source.document_id}${page}&quote=${encodeURIComponent(source.quote)}`;
+    return `/files/view?id=${source.document_id}${page}&quote=${encodeURIComponent(source.quote)}`;
   }
   if (source.kind === "attachment" && source.email_id && source.attachment_id) {
-    return `/mail?email=${source.email_id}&attachment=${source.attachment_id}`;
+    return `/inbox?email=${source.email_id}&attachment=${source.attachment_id}`;
   }
-  return `/mail?email=${source.email_id ?? ""}`;
+  return `/inbox?email=${source.email_id ?? ""}`;
 }
 
 /** A source's one-line label for the sources panel. */

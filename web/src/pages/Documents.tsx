@@ -145,7 +145,7 @@ export function DocumentsPage() {
         <ol className="results">
           {results.map((r, i) => (
             <li key={i}>
-              <Link to={`/documents/view?id=${r.document_id}${r.page ? `&page=${r.page}` : ""}`}>
+              <Link to={`/files/view?id=${r.document_id}${r.page ? `&page=${r.page}` : ""}`}>
                 {r.title}
                 {r.page ? `, page ${r.page}` : ""}
               </Link>
@@ -171,7 +171,7 @@ export function DocumentsPage() {
           {documents.map((d) => (
             <tr key={d.id} data-status={d.status}>
               <td>
-                <Link to={`/documents/view?id=${d.id}`}>{d.title}</Link>
+                <Link to={`/files/view?id=${d.id}`}>{d.title}</Link>
               </td>
               <td>
                 {d.status === "processing" ? `processing ${Math.round(d.progress * 100)} %` : d.status}

@@ -1,0 +1,94 @@
+"""The browser app, served at ``/`` on the API's own origin (no CORS), and the API docs.
+
+``make run`` builds ``web/`` into ``web/dist`` (``PAI_WEB_DIST_DIR``); the gateway serves its
+files, and ``index.html`` for any other GET path that no API route took (the app routes on the
+client, on paths that are not API prefixes: ``/ask``, ``/files``, ``/inbox``, ``/history``,
+``/account``, ``/manage``). Everything loads from this origin: the app's Content-Security-Policy allows scripts,
+styles and connections from ``'self'`` only (no inline scripts), and ``/docs`` uses the Swagger
+UI copied into the build from the pinned ``swagger-ui-dist`` package, not a CDN.
+"""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+
+from shared.errors import NotFound, Unavailable
+
+APP_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; frame-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI sets inline style attributes and shows inline SVG images.
+DOCS_CSP = APP_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+APP_HEADERS = {
+    "Content-Security-Policy": APP_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Hashed file names (assets/) never change; index.html must be fetched fresh after a deploy.
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Personal AI assistant API</title>
+<link rel="stylesheet" href="/api-docs/swagger-ui.css">
+<link rel="icon" href="/api-docs/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/api-docs/swagger-ui-bundle.js"></script>
+<script src="/api-docs/init.js"></script>
+</body>
+</html>
+"""
+
+
+def _not_built(dist: Path) -> Unavailable:
+    return Unavailable(
+        f"The web app is not built ({dist} is missing): `make run` builds it (Node.js 20 and npm)",
+        code="web_app_not_built",
+    )
+
+
+def _file(dist: Path, path: str) -> Path | None:
+    """The file of ``dist`` that ``path`` names, never one outside it."""
+    if not path:
+        return None
+    candidate = (dist / path).resolve()
+    if candidate.is_relative_to(dist.resolve()) and candidate.is_file():
+        return candidate
+    return None
+
+
+def web_router(dist: Path) -> APIRouter:
+    """Added after every API route: it only sees the paths none of them took."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        if not (dist / "api-docs" / "swagger-ui-bundle.js").is_file():
+            raise _not_built(dist)
+        return HTMLResponse(DOCS_PAGE, headers={**APP_HEADERS, "Content-Security-Policy": DOCS_CSP})
+
+    @router.api_route("/{path:path}", methods=["GET", "HEAD"])
+    async def app(path: str, request: Request) -> Response:
+        index = dist / "index.html"
+        if not index.is_file():
+            raise _not_built(dist)
+        found = _file(dist, path)
+        if found is not None:
+            cache = IMMUTABLE if path.startswith("assets/") else NO_CACHE
+            return FileResponse(found, headers={**APP_HEADERS, "Cache-Control": cache})
+        if "." in path.rsplit("/", 1)[-1]:  # a missing file (an old asset), not an app page
+            raise NotFound(f"No file {request.url.path}")
+        return FileResponse(index, headers={**APP_HEADERS, "Cache-Control": NO_CACHE})
+
+    return router

@@ -1,0 +1,105 @@
+"""The browser app and the API docs as the gateway serves them, and the browser's cookie
+sessions (the refresh token in an HttpOnly cookie), checked over HTTP. In a real browser:
+``tests/test_web_browser.py``."""
+
+import re
+
+import httpx
+
+from tests.conftest import login
+
+
+async def test_the_app_is_served_at_the_root_with_strict_headers(gateway):
+    page = await gateway.get("/")
+    assert page.status_code == 200 and '<div id="root">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-cache"
+    assert not re.search(r"""(src|href)="(https?:)?//""", page.text)  # nothing from another origin
+    script = re.search(r'src="(/assets/[^"]+\.js)"', page.text).group(1)
+    bundle = await gateway.get(script)
+    assert bundle.status_code == 200 and "javascript" in bundle.headers["content-type"]
+    assert "immutable" in bundle.headers["cache-control"]
+
+
+async def test_app_paths_serve_the_app_and_api_paths_stay_the_api(gateway):
+    for path in ("/ask", "/files/view", "/inbox", "/manage", "/history"):
+        response = await gateway.get(path)
+        assert response.status_code == 200 and '<div id="root">' in response.text, path
+    api = await gateway.get("/documents")
+    assert api.status_code == 401 and api.json()["error"]["code"]
+    gone = await gateway.get("/assets/no-such-file.js")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    escape = await gateway.get("/assets/..%2f..%2fpackage.json")
+    assert escape.status_code == 404
+    posted = await gateway.post("/ask")
+    assert posted.status_code in (404, 405)
+
+
+async def test_api_docs_load_nothing_from_a_cdn(gateway):
+    docs = await gateway.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text and not re.search(r"""(src|href)="(https?:)?//""", docs.text)
+    assert "script-src 'self'" in docs.headers["content-security-policy"]
+    for asset in re.findall(r'(?:src|href)="(/api-docs/[^"]+)"', docs.text):
+        response = await gateway.get(asset)
+        assert response.status_code == 200, asset
+    init = await gateway.get("/api-docs/init.js")
+    assert "/openapi.json" in init.text
+
+
+def refresh_cookies(response: httpx.Response) -> list[str]:
+    return [value for name, value in response.headers.multi_items() if name == "set-cookie"]
+
+
+async def test_a_browser_sign_in_puts_the_refresh_token_in_an_httponly_cookie(gateway, new_account, stack):
+    account = await new_account("cookie")
+    signed_in = await gateway.post(
+        "/auth/token",
+        data={"username": account.username, "password": account.password},
+        headers={"X-Refresh-Cookie": "1"},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert "refresh_token" not in signed_in.json() and signed_in.json()["access_token"]
+    cookies = refresh_cookies(signed_in)
+    assert sorted(re.search(r"Path=([^;]+)", c).group(1) for c in cookies) == [
+        "/auth/logout",
+        "/auth/refresh",
+    ]
+    for cookie in cookies:
+        assert cookie.startswith("pai_refresh=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "Secure" not in cookie  # plain-http loopback (make run); any other address: Secure
+    token = signed_in.cookies.get("pai_refresh", path="/auth/refresh")
+    origin = {"Origin": stack.gateway}
+
+    async def refresh(token: str | None, headers: dict) -> httpx.Response:
+        cookies = {"pai_refresh": token} if token else {}
+        async with httpx.AsyncClient(base_url=stack.gateway, cookies=cookies) as client:
+            return await client.post("/auth/refresh", headers=headers)
+
+    assert (await refresh(token, {})).json()["error"]["code"] == "origin_refused"  # no Origin
+    assert (await refresh(token, {"Origin": "http://evil.example"})).status_code == 403
+    assert (await refresh(None, origin)).status_code == 401
+    refreshed = await refresh(token, {**origin, "X-Refresh-Cookie": "1"})
+    assert refreshed.status_code == 200 and "refresh_token" not in refreshed.json()
+    rotated = refreshed.cookies.get("pai_refresh", path="/auth/refresh")
+    assert rotated != token
+    me = await gateway.get(
+        "/auth/me", headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    )
+    assert me.json()["username"] == account.username
+
+    async with httpx.AsyncClient(base_url=stack.gateway, cookies={"pai_refresh": rotated}) as client:
+        out = await client.post("/auth/logout", headers=origin)
+    assert out.status_code == 204
+    assert all("Max-Age=0" in c or "expires=" in c.lower() for c in refresh_cookies(out))
+    assert (await refresh(rotated, origin)).status_code == 401  # the session is over
+
+
+async def test_api_clients_keep_json_refresh_tokens(gateway, new_account):
+    account = await new_account("jsonclient")
+    pair = await login(gateway, account.username, account.password)
+    assert pair["refresh_token"] and not refresh_cookies(
+        await gateway.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    )
