@@ -21,6 +21,8 @@ export function AskPage() {
   const [live, setLive] = useState<Live | null>(null);
   const [error, setError] = useState("");
   const stop = useRef<AbortController | null>(null);
+  // The conversation a stream just started: its turns are on screen already (the live one).
+  const streamed = useRef<string | null>(null);
 
   const loadConversations = useCallback(async () => {
     const page = await session.json<Page<Conversation>>("/conversations?limit=50");
@@ -36,6 +38,7 @@ export function AskPage() {
       setQueries([]);
       return;
     }
+    if (current === streamed.current) return;
     session
       .json<Page<Query>>(`/queries?conversation_id=${current}&limit=100`)
       .then((page) => setQueries([...page.items].reverse()))
@@ -72,7 +75,10 @@ export function AskPage() {
       formElement.reset();
       for await (const item of readEvents(response.body)) {
         const data = JSON.parse(item.data);
-        if (item.event === "query") setCurrent(data.conversation_id);
+        if (item.event === "query") {
+          streamed.current = data.conversation_id;
+          setCurrent(data.conversation_id);
+        }
         else if (item.event === "sources") setLive((l) => l && { ...l, sources: data.sources ?? data });
         else if (item.event === "delta") setLive((l) => l && { ...l, text: l.text + data.text });
         else if (item.event === "error") setLive((l) => l && { ...l, error: data.message });
@@ -88,6 +94,11 @@ export function AskPage() {
     }
   }
 
+  function choose(conversation: string | null) {
+    streamed.current = null;
+    setCurrent(conversation);
+  }
+
   async function rename(conversation: Conversation) {
     const title = window.prompt("New name", conversation.title);
     if (!title) return;
@@ -98,7 +109,7 @@ export function AskPage() {
   async function remove(conversation: Conversation) {
     if (!window.confirm(`Delete “${conversation.title}” and its answers?`)) return;
     await session.json(`/conversations/${conversation.id}`, { method: "DELETE" });
-    if (current === conversation.id) setCurrent(null);
+    if (current === conversation.id) choose(null);
     await loadConversations();
   }
 
@@ -110,13 +121,13 @@ export function AskPage() {
   return (
     <div className="ask">
       <aside aria-label="Conversations">
-        <button type="button" onClick={() => setCurrent(null)}>
+        <button type="button" onClick={() => choose(null)}>
           New conversation
         </button>
         <ul>
           {conversations.map((conversation) => (
             <li key={conversation.id} className={conversation.id === current ? "current" : ""}>
-              <button type="button" className="link" onClick={() => setCurrent(conversation.id)}>
+              <button type="button" className="link" onClick={() => choose(conversation.id)}>
                 {conversation.title}
               </button>
               <button type="button" className="small" aria-label={`Rename ${conversation.title}`} onClick={() => void rename(conversation)}>
@@ -136,10 +147,10 @@ export function AskPage() {
             <Answer answer={query.answer} sources={query.sources} warnings={query.warnings} status={query.status} />
             <div className="feedback" role="group" aria-label="Was this answer useful?">
               <button type="button" aria-pressed={query.feedback?.rating === "up"} onClick={() => void rate(query, "up")}>
-                👍
+                Helpful
               </button>
               <button type="button" aria-pressed={query.feedback?.rating === "down"} onClick={() => void rate(query, "down")}>
-                👎
+                Not helpful
               </button>
             </div>
           </article>

@@ -53,9 +53,11 @@ export function MailPage() {
     const timer = setInterval(() => void loadAccounts().catch(() => undefined), 3000);
     return () => clearInterval(timer);
   }, [loadAccounts]);
+  // The list follows the accounts: reloaded when one is added or finishes a sync.
+  const synced = accounts.map((account) => `${account.id}:${account.last_sync_at}`).join(",");
   useEffect(() => {
     void loadEmails().catch((caught) => setError(errorText(caught)));
-  }, [loadEmails, accounts.length]);
+  }, [loadEmails, synced]);
   useEffect(() => {
     const id = params.get("email");
     if (!id) return;
