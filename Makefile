@@ -84,8 +84,8 @@ test: lint web-test web/dist/index.html
 	fi
 	$(BIN)/pytest
 
-## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader; needs pgloader)
-bench: $(VENV)/.dev
+## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader, web app; needs pgloader and chromium)
+bench: $(VENV)/.dev web/dist/index.html
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
@@ -94,6 +94,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/abuse.py
 	$(BIN)/python bench/answers.py
 	$(BIN)/python bench/legacy_import.py
+	$(BIN)/python bench/web.py
 
 ## lock: re-pin requirements*.lock from requirements*.in
 lock: | $(BIN)/python
