@@ -132,6 +132,12 @@ def test_register_sign_in_and_every_page(web, context):
     page.reload()  # the cookie brings the session back; the access token was only in memory
     expect(page.get_by_label("Your question")).to_be_visible()
 
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing cut off
+    page.get_by_role("navigation").get_by_role("link", name="Ask").click()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "ask-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
+
     page.get_by_role("button", name="Sign out").first.click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert not [c for c in context.cookies() if c["name"] == "pai_refresh" and c["value"]]

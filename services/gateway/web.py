@@ -3,9 +3,9 @@
 ``make run`` builds ``web/`` into ``web/dist`` (``PAI_WEB_DIST_DIR``); the gateway serves its
 files, and ``index.html`` for any other GET path that no API route took (the app routes on the
 client, on paths that are not API prefixes: ``/ask``, ``/files``, ``/inbox``, ``/history``,
-``/account``, ``/manage``). Everything loads from this origin: the app's Content-Security-Policy allows scripts,
-styles and connections from ``'self'`` only (no inline scripts), and ``/docs`` uses the Swagger
-UI copied into the build from the pinned ``swagger-ui-dist`` package, not a CDN.
+``/account``, ``/manage``). Everything loads from this origin: the app's Content-Security-Policy
+allows scripts, styles and connections from ``'self'`` only (no inline scripts), and ``/docs``
+uses the Swagger UI copied into the build from the pinned ``swagger-ui-dist`` package, not a CDN.
 """
 
 from pathlib import Path

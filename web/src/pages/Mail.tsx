@@ -15,6 +15,12 @@ interface Account {
   last_error: string | null;
 }
 
+interface SyncRun {
+  state: "queued" | "running" | "succeeded" | "failed";
+  processed: number;
+  total: number | null;
+}
+
 interface Email {
   id: string;
   subject: string;
@@ -36,13 +42,21 @@ export function MailPage() {
   const [accounts, setAccounts] = useState<Account[]>([]);
   const [emails, setEmails] = useState<Email[]>([]);
   const [reading, setReading] = useState<Email | null>(null);
+  const [runs, setRuns] = useState<Record<string, SyncRun>>({});
   const [filters, setFilters] = useState("");
   const [error, setError] = useState("");
   const connected = params.get("mail_connected");
   const connectError = params.get("mail_error");
 
   const loadAccounts = useCallback(async () => {
-    setAccounts((await session.json<{ items: Account[] }>("/mail/accounts")).items);
+    const items = (await session.json<{ items: Account[] }>("/mail/accounts")).items;
+    setAccounts(items);
+    // Progress of the syncs under way (messages stored so far, of how many).
+    const syncing = items.filter((account) => account.status === "syncing");
+    const progress = await Promise.all(
+      syncing.map((account) => session.json<SyncRun>(`/mail/accounts/${account.id}/sync`).catch(() => null)),
+    );
+    setRuns(Object.fromEntries(syncing.flatMap((account, i) => (progress[i] ? [[account.id, progress[i]]] : []))));
   }, []);
   const loadEmails = useCallback(async () => {
     setEmails((await session.json<Page<Email>>(`/mail/emails?limit=50${filters}`)).items);
@@ -127,6 +141,8 @@ export function MailPage() {
         {accounts.map((account) => (
           <li key={account.id}>
             <strong>{account.address}</strong> — {account.status === "needs_reauth" ? "needs to be connected again" : account.status}
+            {runs[account.id] &&
+              `: ${runs[account.id].processed}${runs[account.id].total ? ` of ${runs[account.id].total}` : ""} messages`}
             {account.last_sync_at && `, last synced ${when(account.last_sync_at)}`}
             {account.last_error && <div className="error">{account.last_error}</div>}
             {account.status === "needs_reauth" ? (
