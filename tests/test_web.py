@@ -24,14 +24,17 @@ async def test_the_app_is_served_at_the_root_with_strict_headers(gateway):
 
 
 async def test_app_paths_serve_the_app_and_api_paths_stay_the_api(gateway):
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # a browser navigating
     for path in ("/ask", "/files/view", "/inbox", "/manage", "/history"):
-        response = await gateway.get(path)
+        response = await gateway.get(path, headers=page)
         assert response.status_code == 200 and '<div id="root">' in response.text, path
-    api = await gateway.get("/documents")
-    assert api.status_code == 401 and api.json()["error"]["code"]
-    gone = await gateway.get("/assets/no-such-file.js")
+    api = await gateway.get("/documents", headers=page)
+    assert api.status_code == 401 and api.json()["error"]["code"]  # an API path stays the API
+    unknown = await gateway.get("/ask")  # an API client (Accept: */*) on a path no route has
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    gone = await gateway.get("/assets/no-such-file.js", headers=page)
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
-    escape = await gateway.get("/assets/..%2f..%2fpackage.json")
+    escape = await gateway.get("/assets/..%2f..%2fpackage.json", headers=page)
     assert escape.status_code == 404
     posted = await gateway.post("/ask")
     assert posted.status_code in (404, 405)

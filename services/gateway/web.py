@@ -1,7 +1,8 @@
 """The browser app, served at ``/`` on the API's own origin (no CORS), and the API docs.
 
 ``make run`` builds ``web/`` into ``web/dist`` (``PAI_WEB_DIST_DIR``); the gateway serves its
-files, and ``index.html`` for any other GET path that no API route took (the app routes on the
+files, and ``index.html`` for any other GET path that no API route took when a browser asks for
+a page (``Accept: text/html``; an API client still gets the JSON 404). The app routes on the
 client, on paths that are not API prefixes: ``/ask``, ``/files``, ``/inbox``, ``/history``,
 ``/account``, ``/manage``). Everything loads from this origin: the app's Content-Security-Policy
 allows scripts, styles and connections from ``'self'`` only (no inline scripts), and ``/docs``
@@ -68,6 +69,11 @@ def _file(dist: Path, path: str) -> Path | None:
     return None
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser navigating (it asks for HTML), not an API client on a path that does not exist."""
+    return "text/html" in request.headers.get("accept", "")
+
+
 def web_router(dist: Path) -> APIRouter:
     """Added after every API route: it only sees the paths none of them took."""
     router = APIRouter(include_in_schema=False)
@@ -87,6 +93,8 @@ def web_router(dist: Path) -> APIRouter:
         if found is not None:
             cache = IMMUTABLE if path.startswith("assets/") else NO_CACHE
             return FileResponse(found, headers={**APP_HEADERS, "Cache-Control": cache})
+        if path and not _wants_page(request):  # an API client's unknown path: the usual 404
+            raise NotFound(f"No route {request.url.path}")
         if "." in path.rsplit("/", 1)[-1]:  # a missing file (an old asset), not an app page
             raise NotFound(f"No file {request.url.path}")
         return FileResponse(index, headers={**APP_HEADERS, "Cache-Control": NO_CACHE})
