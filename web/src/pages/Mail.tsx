@@ -200,11 +200,26 @@ export function MailPage() {
               {reading.sender_address} — {when(reading.sent_at)}
             </p>
             <pre>{reading.body_text}</pre>
-            {(reading.attachments ?? []).map((attachment) => (
-              <button key={attachment.id} type="button" onClick={() => void download(reading, attachment)}>
-                {attachment.filename}
-              </button>
-            ))}
+            {(reading.attachments ?? []).map((attachment) => {
+              const cited = attachment.id === params.get("attachment"); // a citation led here
+              return (
+                <button
+                  key={attachment.id}
+                  type="button"
+                  className={cited ? "cited" : undefined}
+                  aria-describedby={cited ? "cited-attachment" : undefined}
+                  autoFocus={cited}
+                  onClick={() => void download(reading, attachment)}
+                >
+                  {attachment.filename}
+                </button>
+              );
+            })}
+            {params.get("attachment") && (
+              <p id="cited-attachment" className="notice">
+                The answer cites this attachment: open it to read the passage.
+              </p>
+            )}
           </article>
         )}
       </div>
