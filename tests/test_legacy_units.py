@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.mail.legacy import LegacyTokens
+from services.mail.legacy_tokens import LegacyTokens
 from shared.legacy.files import find_legacy_file
 from shared.legacy.report import Checksum, ServiceReport, TableReport, merge, render
 from shared.legacy.source import SourceError, open_source

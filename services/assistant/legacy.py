@@ -11,10 +11,12 @@ so imported answers cite none.
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.assistant.service import ImportedQuery, record_imported_queries
 from services.assistant.settings import AssistantSettings
@@ -26,6 +28,7 @@ from shared.legacy.values import clean_text, digest_sql, row_digest, timestamp
 
 COLUMNS = ("id", "question", "answer", "created_at", "user_id", "document_id")
 BATCH = 1000
+_PRESENT = text("SELECT count(*) FROM assistant.queries WHERE id = ANY(:ids)")
 _VERIFY = text(
     f"SELECT count(*), coalesce(sum({digest_sql('id', 'question', 'answer')}), 0) "
     "FROM assistant.queries WHERE id = ANY(:ids)"
@@ -40,53 +43,81 @@ async def _document_owners(source: LegacySource) -> dict[int, Any]:
     return owners
 
 
-async def import_queries(sessions, source: LegacySource, options: ImportOptions) -> ServiceReport:
+Sessions = async_sessionmaker[AsyncSession]
+Pending = list[ImportedQuery]
+
+
+@dataclass
+class QueryImport:
+    """One run over the legacy ``queries`` table, written per owner in batches."""
+
+    sessions: Sessions
+    options: ImportOptions
+    report: ServiceReport
+    book: ChecksumBook = field(default_factory=lambda: ChecksumBook("questions and answers"))
+    sums: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per user, read back
+
+    async def run(self, source: LegacySource) -> None:
+        table = self.report.table("queries")
+        owners = await legacy_owners(source, self.options)
+        documents = await _document_owners(source)
+        pending: dict[int, Pending] = defaultdict(list)
+        table.source = await source.count("queries")
+        table.arrived = None if self.options.dry_run else 0
+        bar = progress("queries", table.source)
+        async for batch in source.rows("queries", COLUMNS):
+            for row in batch:
+                owner = row["user_id"]
+                counts = self.report.user(owner, "queries")
+                counts.source += 1
+                if owner not in owners:
+                    table.skip(row["id"], f"orphan: its user, legacy user {owner}, was not imported")
+                    counts.skipped += 1
+                    continue
+                try:
+                    item = _item(table, row, documents, self.options)
+                except BadValue as exc:
+                    table.skip(row["id"], str(exc))
+                    counts.skipped += 1
+                    continue
+                self.book.add(owner, row_digest([item.id, item.question, item.answer]))
+                pending[owner].append(item)
+                if len(pending[owner]) >= BATCH:
+                    await self._write(table, owner, owners[owner], pending.pop(owner))
+            bar.update(len(batch))
+        for owner in list(pending):
+            await self._write(table, owner, owners[owner], pending.pop(owner))
+        bar.close()
+        self.report.checksums.extend(self.book.results(None if self.options.dry_run else dict(self.sums)))
+
+    async def _write(self, table: TableReport, owner: int, owner_id: uuid.UUID, items: Pending) -> None:
+        """One owner's batch in one transaction, then read back (count and checksum) in another."""
+        started = time.perf_counter()
+        ids = {"ids": [item.id for item in items]}
+        counts = self.report.user(owner, "queries")
+        async with transaction(self.sessions, owner_id) as tx:
+            if self.options.dry_run:
+                present = await tx.session.scalar(_PRESENT, ids)
+                table.present += present
+                table.imported += len(items) - present
+                counts.arrived += len(items)
+                return
+            written = await record_imported_queries(tx, items)
+        table.imported += len(written)
+        async with transaction(self.sessions, owner_id) as tx:
+            arrived, digest = (await tx.session.execute(_VERIFY, ids)).one()
+        table.present += arrived - len(written)
+        table.arrived += arrived
+        counts.arrived += arrived
+        self.sums[str(owner)] += int(digest)
+        table.batch_ms.append((time.perf_counter() - started) * 1000)
+
+
+async def import_queries(sessions: Sessions, source: LegacySource, options: ImportOptions) -> ServiceReport:
     report = ServiceReport(service="assistant", dry_run=options.dry_run)
     with report.table("queries").timed():
-        await _import_queries(sessions, source, options, report)
+        await QueryImport(sessions, options, report).run(source)
     return report
-
-
-async def _import_queries(
-    sessions, source: LegacySource, options: ImportOptions, report: ServiceReport
-) -> None:
-    table = report.table("queries")
-    owners = await legacy_owners(source, options)
-    documents = await _document_owners(source)
-    book = ChecksumBook("questions and answers")
-    sums: dict[str, int] = defaultdict(int)
-    pending: dict[int, list[tuple[int, ImportedQuery]]] = defaultdict(list)
-    table.source = await source.count("queries")
-    table.arrived = None if options.dry_run else 0
-    bar = progress("queries", table.source)
-
-    async def flush(owner: int) -> None:
-        await _write(sessions, table, report, owners[owner], owner, pending.pop(owner), options, sums)
-
-    async for batch in source.rows("queries", COLUMNS):
-        for row in batch:
-            owner = row["user_id"]
-            counts = report.user(owner, "queries")
-            counts.source += 1
-            if owner not in owners:
-                table.skip(row["id"], f"orphan: its user, legacy user {owner}, was not imported")
-                counts.skipped += 1
-                continue
-            try:
-                item = _item(table, row, documents, options)
-            except BadValue as exc:
-                table.skip(row["id"], str(exc))
-                counts.skipped += 1
-                continue
-            book.add(owner, row_digest([item.id, item.question, item.answer]))
-            pending[owner].append((row["id"], item))
-            if len(pending[owner]) >= BATCH:
-                await flush(owner)
-        bar.update(len(batch))
-    for owner in list(pending):
-        await flush(owner)
-    bar.close()
-    report.checksums.extend(book.results(None if options.dry_run else dict(sums)))
 
 
 def _item(
@@ -115,31 +146,6 @@ def _item(
         created_at=created,
         document_id=document_id,
     )
-
-
-async def _write(sessions, table, report, owner_id: uuid.UUID, owner: int, rows, options, sums) -> None:
-    started = time.perf_counter()
-    items = [item for _, item in rows]
-    counts = report.user(owner, "queries")
-    async with transaction(sessions, owner_id) as tx:
-        if options.dry_run:
-            present = await tx.session.scalar(
-                text("SELECT count(*) FROM assistant.queries WHERE id = ANY(:ids)"),
-                {"ids": [i.id for i in items]},
-            )
-            table.present += present
-            table.imported += len(items) - present
-            counts.arrived += len(items)
-            return
-        written = await record_imported_queries(tx, items)
-    table.imported += len(written)
-    async with transaction(sessions, owner_id) as tx:
-        arrived, digest = (await tx.session.execute(_VERIFY, {"ids": [i.id for i in items]})).one()
-    table.present += arrived - len(written)
-    table.arrived += arrived
-    counts.arrived += arrived
-    sums[str(owner)] += int(digest)
-    table.batch_ms.append((time.perf_counter() - started) * 1000)
 
 
 def importer(settings: AssistantSettings) -> Importer:

@@ -9,10 +9,12 @@ category. A document whose file is gone is kept as ``failed`` and reported.
 """
 
 import uuid
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.documents.models import Document, Status
 from services.documents.service import MAX_DESCRIPTION, DocumentFiles
@@ -23,7 +25,7 @@ from shared.errors import Conflict
 from shared.legacy import BadValue, LegacySource, ServiceReport, legacy_uuid
 from shared.legacy.cli import Importer, ImportOptions, legacy_owners, progress
 from shared.legacy.files import find_legacy_file
-from shared.legacy.report import ChecksumBook
+from shared.legacy.report import ChecksumBook, TableReport
 from shared.legacy.values import clean_text, row_digest, timestamp
 from shared.redis import create_arq_pool
 
@@ -71,116 +73,116 @@ def _document(row: dict[str, Any], options: ImportOptions, table_note) -> Docume
     )
 
 
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass
+class DocumentImport:
+    """One run over the legacy ``documents`` table. ``files`` is None in a dry run (nothing is
+    copied or queued)."""
+
+    settings: DocumentsSettings
+    files: DocumentFiles | None
+    sessions: Sessions
+    options: ImportOptions
+    report: ServiceReport
+    bytes_book: ChecksumBook = field(default_factory=lambda: ChecksumBook("document file bytes"))
+    # our id -> (legacy owner, owner id), for the read-back
+    expected: dict[uuid.UUID, tuple[int, uuid.UUID]] = field(default_factory=dict)
+
+    async def run(self, source: LegacySource) -> None:
+        table = self.report.table("documents")
+        owners = await legacy_owners(source, self.options)
+        table.source = await source.count("documents")
+        bar = progress("documents", table.source)
+        async for batch in source.rows("documents", COLUMNS):
+            for row in batch:
+                bar.update()
+                await self._row(table, row, owners)
+        bar.close()
+        targets = None if self.options.dry_run else await self._verify()
+        self.report.checksums.extend(self.bytes_book.results(targets))
+
+    async def _row(self, table: TableReport, row: dict[str, Any], owners: dict[int, uuid.UUID]) -> None:
+        owner = row["owner_id"]
+        counts = self.report.user(owner, "documents")
+        counts.source += 1
+        if owner not in owners:
+            table.skip(row["id"], f"orphan: its owner, legacy user {owner}, was not imported")
+            counts.skipped += 1
+            return
+        try:
+            document = _document(row, self.options, lambda reason: table.note(row["id"], reason))
+        except BadValue as exc:
+            table.skip(row["id"], str(exc))
+            counts.skipped += 1
+            return
+        uploads = self.options.uploads
+        found = find_legacy_file(uploads, clean_text(row["file_path"]), owner) if uploads else None
+        outcome = await self._store(owners[owner], document, found)
+        if outcome == "duplicate":
+            table.skip(row["id"], "the same file is already imported for this user (same bytes)")
+            counts.skipped += 1
+            return
+        table.present += outcome == "present"
+        table.imported += outcome == "imported"
+        counts.arrived += self.options.dry_run  # a dry run: would arrive (verified otherwise)
+        self.expected[document.id] = (owner, owners[owner])
+        if found is None:
+            table.note(row["id"], MISSING)
+        sha = await file_sha256(found) if found is not None else None
+        self.bytes_book.add(owner, row_digest([document.id, sha or "missing"]))
+
+    async def _store(self, owner_id: uuid.UUID, document: Document, found: Path | None) -> str:
+        """``present`` (an earlier run's), ``imported``, or ``duplicate`` (same bytes, same user)."""
+        async with transaction(self.sessions, owner_id) as tx:
+            if await tx.session.scalar(select(Document.id).where(Document.id == document.id)) is not None:
+                return "present"
+            if self.files is None:
+                return "imported"
+            try:
+                if found is None:
+                    await self.files.add_without_file(tx, document, MISSING)
+                else:
+                    await self.files.add(tx, found, document)
+            except Conflict:
+                return "duplicate"
+        return "imported"
+
+    async def _verify(self) -> dict[str, int]:
+        """Count what is in our database and hash the stored files again; per-user sums."""
+        table = self.report.table("documents")
+        table.arrived = 0
+        sums: dict[str, int] = {}
+        by_owner: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for document_id, (_, owner_id) in self.expected.items():
+            by_owner.setdefault(owner_id, []).append(document_id)
+        for owner_id, ids in by_owner.items():
+            async with transaction(self.sessions, owner_id) as tx:
+                query = select(Document.id, Document.sha256).where(Document.id.in_(ids))
+                rows = (await tx.session.execute(query)).all()
+            for document_id, sha in rows:
+                legacy_owner = self.expected[document_id][0]
+                table.arrived += 1
+                self.report.user(legacy_owner, "documents").arrived += 1
+                path = original_path(self.settings.uploads_dir, owner_id, document_id)
+                stored = await file_sha256(path) if sha else None
+                digest = row_digest([document_id, stored or "missing"])
+                sums[str(legacy_owner)] = sums.get(str(legacy_owner), 0) + digest
+        return sums
+
+
 async def import_documents(
     settings: DocumentsSettings,
     files: DocumentFiles | None,
-    sessions,
+    sessions: Sessions,
     source: LegacySource,
     options: ImportOptions,
 ) -> ServiceReport:
-    """``files`` is None in a dry run (nothing is copied or queued)."""
     report = ServiceReport(service="documents", dry_run=options.dry_run)
     with report.table("documents").timed():
-        await _import_documents(settings, files, sessions, source, options, report)
+        await DocumentImport(settings, files, sessions, options, report).run(source)
     return report
-
-
-async def _import_documents(
-    settings, files, sessions, source, options: ImportOptions, report: ServiceReport
-) -> None:
-    table = report.table("documents")
-    owners = await legacy_owners(source, options)
-    bytes_book = ChecksumBook("document file bytes")
-    expected: dict[uuid.UUID, tuple[int, uuid.UUID]] = {}  # our id -> (legacy owner, owner id)
-    table.source = await source.count("documents")
-    bar = progress("documents", table.source)
-    async for batch in source.rows("documents", COLUMNS):
-        for row in batch:
-            bar.update()
-            owner = row["owner_id"]
-            counts = report.user(owner, "documents")
-            counts.source += 1
-            if owner not in owners:
-                table.skip(row["id"], f"orphan: its owner, legacy user {owner}, was not imported")
-                counts.skipped += 1
-                continue
-
-            def note(reason: str, legacy_id=row["id"]) -> None:
-                table.note(legacy_id, reason)
-
-            try:
-                document = _document(row, options, note)
-            except BadValue as exc:
-                table.skip(row["id"], str(exc))
-                counts.skipped += 1
-                continue
-            owner_id = owners[owner]
-            found = (
-                find_legacy_file(options.uploads, clean_text(row["file_path"]), owner)
-                if options.uploads
-                else None
-            )
-            outcome = await _import_one(sessions, files, owner_id, document, found)
-            if outcome == "duplicate":
-                table.skip(row["id"], "the same file is already imported for this user (same bytes)")
-                counts.skipped += 1
-                continue
-            table.present += outcome == "present"
-            table.imported += outcome == "imported"
-            counts.arrived += options.dry_run  # a dry run: would arrive (verified otherwise)
-            expected[document.id] = (owner, owner_id)
-            if found is None:
-                table.note(row["id"], MISSING)
-                bytes_book.add(owner, row_digest([document.id, "missing"]))
-            else:
-                sha = await file_sha256(found)
-                bytes_book.add(owner, row_digest([document.id, sha]))
-    bar.close()
-    targets = None if options.dry_run else await _verify(settings, sessions, expected, report)
-    report.checksums.extend(bytes_book.results(targets))
-
-
-async def _import_one(
-    sessions, files: DocumentFiles | None, owner_id: uuid.UUID, document: Document, found
-) -> str:
-    async with transaction(sessions, owner_id) as tx:
-        if await tx.session.scalar(select(Document.id).where(Document.id == document.id)) is not None:
-            return "present"
-        if files is None:
-            return "imported"
-        try:
-            if found is None:
-                await files.add_without_file(tx, document, MISSING)
-            else:
-                await files.add(tx, found, document)
-        except Conflict:
-            return "duplicate"
-    return "imported"
-
-
-async def _verify(settings, sessions, expected, report: ServiceReport) -> dict[str, int]:
-    """Count what is in our database and hash the stored files again."""
-    table = report.table("documents")
-    table.arrived = 0
-    sums: dict[str, int] = {}
-    by_owner: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for document_id, (_, owner_id) in expected.items():
-        by_owner.setdefault(owner_id, []).append(document_id)
-    for owner_id, ids in by_owner.items():
-        async with transaction(sessions, owner_id) as tx:
-            rows = (
-                await tx.session.execute(select(Document.id, Document.sha256).where(Document.id.in_(ids)))
-            ).all()
-        for document_id, sha in rows:
-            legacy_owner = expected[document_id][0]
-            table.arrived += 1
-            report.user(legacy_owner, "documents").arrived += 1
-            stored = (
-                await file_sha256(original_path(settings.uploads_dir, owner_id, document_id)) if sha else None
-            )
-            digest = row_digest([document_id, stored if sha else "missing"])
-            sums[str(legacy_owner)] = sums.get(str(legacy_owner), 0) + digest
-    return sums
 
 
 def importer(settings: DocumentsSettings) -> Importer:

@@ -13,7 +13,6 @@ emails and attachment metadata (with the files the legacy app had downloaded).
 """
 
 import asyncio
-import base64
 import os
 import time
 import uuid
@@ -22,20 +21,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.mail.classification import EMAIL_TYPES
 from services.mail.crypto import TokenCipher
+from services.mail.legacy_sql import EXISTING_EMAILS, INSERT_EMAILS, VERIFY_EMAILS, driver
+from services.mail.legacy_tokens import LegacyTokens
 from services.mail.mailbox import attachment_path, write_file
 from services.mail.models import AccountStatus, EmailAccount, EmailAttachment
 from services.mail.queue import enqueue_index
 from services.mail.settings import MailSettings
-from shared.db import Transaction, create_engine, session_factory, transaction
+from shared.db import create_engine, session_factory, transaction
 from shared.legacy import BadValue, LegacySource, ServiceReport, legacy_uuid
 from shared.legacy.cli import Importer, ImportOptions, legacy_owners, progress
 from shared.legacy.files import find_legacy_file
@@ -44,7 +42,6 @@ from shared.legacy.values import (
     addresses_json,
     boolean,
     clean_text,
-    digest_sql,
     optional_timestamp,
     row_digest,
     strings_json,
@@ -100,74 +97,6 @@ ATTACHMENT_COLUMNS = (
 BATCH = 2000  # emails per owner written (and verified) in one transaction
 MAX_ID = 64
 SNIPPET = 200
-
-# Our emails' columns in the order the bulk insert sends them, with their array types.
-_EMAIL_TARGET = (
-    ("id", "uuid"),
-    ("owner_id", "uuid"),
-    ("account_id", "uuid"),
-    ("gmail_id", "text"),
-    ("thread_id", "text"),
-    ("subject", "text"),
-    ("sender_name", "text"),
-    ("sender_address", "text"),
-    ("to_addresses", "jsonb"),
-    ("cc_addresses", "jsonb"),
-    ("bcc_addresses", "jsonb"),
-    ("sent_at", "timestamptz"),
-    ("labels", "jsonb"),
-    ("is_read", "boolean"),
-    ("is_important", "boolean"),
-    ("email_type", "text"),
-    ("snippet", "text"),
-    ("body_text", "text"),
-    ("body_html", "text"),
-    ("size", "bigint"),
-    ("created_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
-)
-_TARGET_NAMES = ", ".join(name for name, _ in _EMAIL_TARGET)
-_SELECTED = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in _EMAIL_TARGET)
-_ARRAYS = ", ".join(
-    f"${i}::{'text' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(_EMAIL_TARGET, 1)
-)
-# One statement per batch: unnest() of one array per column (COPY is not allowed under RLS;
-# one JSON array of rows measured 25 % slower: encoding and PostgreSQL's parsing both cost more).
-_INSERT_EMAILS = (
-    f"INSERT INTO mail.emails ({_TARGET_NAMES}) SELECT {_SELECTED} FROM unnest({_ARRAYS}) "
-    f"AS t({_TARGET_NAMES}) ON CONFLICT DO NOTHING RETURNING id"
-)
-_BODY_DIGEST = digest_sql("id", "subject", "body_text", "body_html")
-_EXISTING_EMAILS = "SELECT id FROM mail.emails WHERE id = ANY($1::uuid[])"
-_VERIFY_EMAILS = (
-    f"SELECT count(*), coalesce(sum({_BODY_DIGEST}), 0) FROM mail.emails WHERE id = ANY($1::uuid[])"
-)
-LEGACY_SALT = b"email_token_salt_2024"
-LEGACY_ITERATIONS = 100_000
-
-
-class LegacyTokens:
-    """The legacy app's token encryption: Fernet under a key derived from its ``SECRET_KEY``
-    (PBKDF2-HMAC-SHA256, fixed salt, 100,000 iterations), the Fernet token base64-encoded again."""
-
-    def __init__(self, secret_key: str | None) -> None:
-        self._fernet: Fernet | None = None
-        if secret_key:
-            kdf = PBKDF2HMAC(
-                algorithm=hashes.SHA256(), length=32, salt=LEGACY_SALT, iterations=LEGACY_ITERATIONS
-            )
-            self._fernet = Fernet(base64.urlsafe_b64encode(kdf.derive(secret_key.encode("utf-8"))))
-
-    def decrypt(self, stored: str | None) -> str | None:
-        """The plain token, None for an empty one; raises ``ValueError`` if it does not open."""
-        if not stored:
-            return None
-        if self._fernet is None:
-            raise ValueError("no legacy SECRET_KEY was given")
-        try:
-            return self._fernet.decrypt(base64.urlsafe_b64decode(stored.encode("ascii"))).decode("utf-8")
-        except (InvalidToken, ValueError, UnicodeError):
-            raise ValueError("the token does not decrypt with the legacy SECRET_KEY") from None
 
 
 @dataclass
@@ -326,7 +255,7 @@ class MailImport:
         self.report.checksums.extend(self.bodies.results(None if self.dry_run else dict(self.body_sums)))
 
     def _email(self, table: TableReport, row: dict[str, Any]) -> tuple[int, list[Any]] | None:
-        """Our row's values (in ``_EMAIL_TARGET`` order) and its legacy owner, or None if skipped."""
+        """Our row's values (``legacy_sql.EMAIL_TARGET`` order) and its legacy owner; None: skipped."""
         legacy_user = row["user_id"]
         account = self.accounts.get(row["email_account_id"])
         counts = self.report.user(account.legacy_owner if account else legacy_user, "emails")
@@ -395,16 +324,16 @@ class MailImport:
         ids = [values[0] for _, values in rows]
         counts = self.report.user(legacy_owner, "emails")
         async with transaction(self.sessions, owner_id) as tx:
-            conn = await _driver(tx)
+            conn = await driver(tx)
             if self.dry_run:
                 inserted: set[uuid.UUID] = set()
             else:
                 columns = list(zip(*(values for _, values in rows), strict=True))
-                inserted = {r[0] for r in await conn.fetch(_INSERT_EMAILS, *columns)}
+                inserted = {r[0] for r in await conn.fetch(INSERT_EMAILS, *columns)}
             missing = [i for i in ids if i not in inserted]
             present = set()
             if missing:  # there from an earlier run, or the same Gmail id under another row
-                present = {r[0] for r in await conn.fetch(_EXISTING_EMAILS, missing)}
+                present = {r[0] for r in await conn.fetch(EXISTING_EMAILS, missing)}
         table.present += len(present)
         if self.dry_run:
             table.imported += len(rows) - len(present)
@@ -419,8 +348,8 @@ class MailImport:
                 )
                 counts.skipped += 1
         async with transaction(self.sessions, owner_id) as tx:
-            conn = await _driver(tx)
-            arrived, digest = await conn.fetchrow(_VERIFY_EMAILS, ids)
+            conn = await driver(tx)
+            arrived, digest = await conn.fetchrow(VERIFY_EMAILS, ids)
         table.arrived += arrived
         counts.arrived += arrived
         self.body_sums[str(legacy_owner)] += int(digest)
@@ -517,13 +446,6 @@ class MailImport:
                 await enqueue_index(arq, account.id, account.owner_id)
         finally:
             await arq.aclose()
-
-
-async def _driver(tx: Transaction) -> Any:
-    """The asyncpg connection under the transaction (acting as its user), for bulk statements."""
-    connection = await tx.session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
 
 
 def importer(settings: MailSettings) -> Importer:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -85,10 +86,10 @@ def progress(table: str, total: int) -> tqdm:
     )
 
 
-async def legacy_owners(source: LegacySource, options: ImportOptions) -> dict[int, object]:
+async def legacy_owners(source: LegacySource, options: ImportOptions) -> dict[int, uuid.UUID]:
     """Legacy user id -> our user id, for the users the auth import took (rows of anyone else
     are orphans here)."""
-    owners: dict[int, object] = {}
+    owners: dict[int, uuid.UUID] = {}
     async for batch in source.rows("users", ("id",)):
         for row in batch:
             if row["id"] is not None and int(row["id"]) not in options.skip_users:
