@@ -7,10 +7,13 @@ import base64
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import bcrypt
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -154,8 +157,6 @@ async def copy_to_postgres(sqlite_path: Path, url: str, tables: Sequence[str] = 
 
 
 def _to_pg(value: Any, pg_type: str) -> Any:
-    from datetime import datetime
-
     if value is None:
         return None
     if pg_type == "BOOLEAN":
@@ -168,15 +169,8 @@ def _to_pg(value: Any, pg_type: str) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value)
-
-
 # ---- the scenario the import tests use: the legacy report's tables, with its traps ----------
 
-from dataclasses import dataclass, field  # noqa: E402
-
-import bcrypt  # noqa: E402
 
 MAILBOX = "alice.legacy@gmail.test"
 LONG_QUESTION = "Please summarise every clause about late payment fees. " * 100  # 5,500 characters

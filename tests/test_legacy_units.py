@@ -6,8 +6,10 @@ import sqlite3
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
+import bcrypt
 import pytest
 
+from services.auth.legacy import has_default_password
 from services.mail.legacy_tokens import LegacyTokens
 from shared.legacy.files import find_legacy_file
 from shared.legacy.report import Checksum, ServiceReport, TableReport, merge, render
@@ -95,3 +97,12 @@ async def test_sources_that_are_not_legacy_databases_are_refused(tmp_path):
     garbage.write_bytes(os.urandom(4096))
     with pytest.raises(SourceError, match="not a readable SQLite"):
         await open_source(str(garbage))
+
+
+async def test_default_passwords_are_recognised_through_the_sign_in_verification():
+    hashed = bcrypt.hashpw(b"admin123", bcrypt.gensalt(rounds=4)).decode()
+    assert await has_default_password(hashed)
+    assert not await has_default_password(
+        bcrypt.hashpw(b"a real passphrase", bcrypt.gensalt(rounds=4)).decode()
+    )
+    assert not await has_default_password("not a hash at all")

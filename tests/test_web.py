@@ -5,7 +5,11 @@ sessions (the refresh token in an HttpOnly cookie), checked over HTTP. In a real
 import re
 
 import httpx
+import pytest
+from starlette.requests import Request
 
+from services.auth.cookies import check_origin, secure_cookies
+from shared.errors import Forbidden
 from tests.conftest import login
 
 
@@ -106,3 +110,17 @@ async def test_api_clients_keep_json_refresh_tokens(gateway, new_account):
     assert pair["refresh_token"] and not refresh_cookies(
         await gateway.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     )
+
+
+def test_cookie_refreshes_come_only_from_the_public_origin_and_are_secure_off_loopback():
+    def request(origin: str | None) -> Request:
+        headers = [(b"origin", origin.encode())] if origin else []
+        return Request({"type": "http", "method": "POST", "path": "/auth/refresh", "headers": headers})
+
+    check_origin(request("http://localhost:8000"), "http://127.0.0.1:8000")  # one machine, two names
+    check_origin(request("https://pai.example.com"), "https://pai.example.com/")
+    for origin in (None, "http://localhost:3000", "https://pai.example.com", "http://evil.example"):
+        with pytest.raises(Forbidden):
+            check_origin(request(origin), "http://localhost:8000")
+    assert not secure_cookies("http://localhost:8000") and not secure_cookies("http://127.0.0.1:8000")
+    assert secure_cookies("https://pai.example.com") and secure_cookies("http://192.168.1.5:8000")

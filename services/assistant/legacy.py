@@ -68,17 +68,15 @@ class QueryImport:
         async for batch in source.rows("queries", COLUMNS):
             for row in batch:
                 owner = row["user_id"]
-                counts = self.report.user(owner, "queries")
-                counts.source += 1
+                self.report.user(owner, "queries").source += 1
                 if owner not in owners:
-                    table.skip(row["id"], f"orphan: its user, legacy user {owner}, was not imported")
-                    counts.skipped += 1
+                    reason = f"orphan: its user, legacy user {owner}, was not imported"
+                    self.report.skip("queries", row["id"], owner, reason)
                     continue
                 try:
                     item = _item(table, row, documents, self.options)
                 except BadValue as exc:
-                    table.skip(row["id"], str(exc))
-                    counts.skipped += 1
+                    self.report.skip("queries", row["id"], owner, str(exc))
                     continue
                 self.book.add(owner, row_digest([item.id, item.question, item.answer]))
                 pending[owner].append(item)

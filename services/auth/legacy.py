@@ -9,20 +9,17 @@ with an earlier legacy user or an existing account is reported and not merged; t
 runs every importer tells the other services to leave that user's rows out.
 """
 
-import contextlib
+import asyncio
 import os
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import bcrypt
-from anyio import to_thread
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.auth.models import User
+from services.auth.passwords import LEGACY_BCRYPT_PREFIXES, limit_concurrency, verify_password
 from services.auth.service import normalize_email
 from services.auth.settings import AuthSettings
 from shared.db import create_engine, session_factory, transaction
@@ -33,35 +30,26 @@ from shared.legacy.values import boolean, clean_text, timestamp
 COLUMNS = ("id", "email", "username", "hashed_password", "is_active", "is_admin", "created_at")
 # The legacy app shipped admin/admin123 and let anyone pick trivial passwords.
 DEFAULT_PASSWORDS = ("admin123", "admin", "password")
-BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 CHECK_NICENESS = 10
 MAX_USERNAME = 50
 DEFAULT_LIST = "default passwords (sign-in refused until an admin sets a new password)"
 ADMIN_LIST = "admins (rights kept as they were: review them)"
 
 
-def has_default_password(stored_hash: str) -> bool:
-    """True when the bcrypt hash verifies against a well-known default password."""
-    encoded = stored_hash.encode()
-    try:
-        return any(bcrypt.checkpw(candidate.encode(), encoded) for candidate in DEFAULT_PASSWORDS)
-    except ValueError:
-        return False
-
-
-def _lower_priority() -> None:
-    """This thread yields the CPU to the rest of the import (the other services import at the
-    same time; their rows, not these checks, decide when it ends). Linux schedules threads
-    one by one, so only the checking threads are demoted."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
+async def has_default_password(stored_hash: str) -> bool:
+    """True when the hash verifies against a well-known default password."""
+    for candidate in DEFAULT_PASSWORDS:
+        if (await verify_password(stored_hash, candidate))[0]:
+            return True
+    return False
 
 
 async def _defaults(hashes: list[str]) -> list[bool]:
-    """bcrypt checks cost ~0.25 s each at the legacy cost: all cores, off the event loop, at
-    lower priority."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, initializer=_lower_priority) as pool:
-        return await to_thread.run_sync(lambda: list(pool.map(has_default_password, hashes)))
+    """The checks cost ~0.25 s each at the legacy bcrypt cost: on every core, in the sign-in's
+    own hashing threads, at lower priority (the other services import at the same time, and
+    their rows, not these checks, decide when the import ends)."""
+    limit_concurrency(os.cpu_count() or 2, niceness=CHECK_NICENESS)
+    return list(await asyncio.gather(*(has_default_password(stored) for stored in hashes)))
 
 
 def _row(row: dict[str, Any], options: ImportOptions) -> dict[str, Any]:
@@ -130,8 +118,7 @@ async def _import_users(
         try:
             row = _row(raw, options)
         except BadValue as exc:
-            table.skip(raw["id"], str(exc))
-            report.user(raw["id"], "users").skipped += 1
+            report.skip("users", raw["id"], raw["id"], str(exc))
             continue
         rows.append(row)
         legacy_ids[row["id"]] = raw["id"]
@@ -146,8 +133,7 @@ async def _import_users(
         legacy_id = legacy_ids[row["id"]]
         clash = _clash(row, legacy_id, claimed, taken)
         if clash:
-            table.skip(legacy_id, clash)
-            report.user(legacy_id, "users").skipped += 1
+            report.skip("users", legacy_id, legacy_id, clash)
             continue
         claimed.setdefault(f"email:{row['email']}", legacy_id)
         claimed.setdefault(f"username:{row['username'].lower()}", legacy_id)
@@ -158,7 +144,7 @@ async def _import_users(
     report.review[DEFAULT_LIST], report.review[ADMIN_LIST] = [], []
     for row, is_default in zip(accepted, defaults, strict=True):
         legacy_id = legacy_ids[row["id"]]
-        if not row["password_hash"].startswith(BCRYPT_PREFIXES):
+        if not row["password_hash"].startswith(LEGACY_BCRYPT_PREFIXES):
             row["password_reset_required"] = True
             table.note(legacy_id, "no bcrypt password hash: an admin must set a new password")
         elif is_default:

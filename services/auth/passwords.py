@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_LEGACY_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+LEGACY_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _BCRYPT_MAX_BYTES = 72  # the legacy app's bcrypt looked at the first 72 bytes only
 
 
@@ -19,7 +19,7 @@ def hash_password_sync(password: str) -> str:
 
 
 def _verify_sync(stored_hash: str, password: str) -> tuple[bool, bool]:
-    if stored_hash.startswith(_LEGACY_BCRYPT_PREFIXES):
+    if stored_hash.startswith(LEGACY_BCRYPT_PREFIXES):
         candidate = password.encode()[:_BCRYPT_MAX_BYTES]
         try:
             return bcrypt.checkpw(candidate, stored_hash.encode()), True

@@ -108,21 +108,20 @@ class DocumentImport:
         counts = self.report.user(owner, "documents")
         counts.source += 1
         if owner not in owners:
-            table.skip(row["id"], f"orphan: its owner, legacy user {owner}, was not imported")
-            counts.skipped += 1
+            reason = f"orphan: its owner, legacy user {owner}, was not imported"
+            self.report.skip("documents", row["id"], owner, reason)
             return
         try:
             document = _document(row, self.options, lambda reason: table.note(row["id"], reason))
         except BadValue as exc:
-            table.skip(row["id"], str(exc))
-            counts.skipped += 1
+            self.report.skip("documents", row["id"], owner, str(exc))
             return
         uploads = self.options.uploads
         found = find_legacy_file(uploads, clean_text(row["file_path"]), owner) if uploads else None
         outcome = await self._store(owners[owner], document, found)
         if outcome == "duplicate":
-            table.skip(row["id"], "the same file is already imported for this user (same bytes)")
-            counts.skipped += 1
+            reason = "the same file is already imported for this user (same bytes)"
+            self.report.skip("documents", row["id"], owner, reason)
             return
         table.present += outcome == "present"
         table.imported += outcome == "imported"
@@ -130,7 +129,10 @@ class DocumentImport:
         self.expected[document.id] = (owner, owners[owner])
         if found is None:
             table.note(row["id"], MISSING)
-        sha = await file_sha256(found) if found is not None else None
+        # The copy hashed the source as it read it; only what was not copied now is read here.
+        sha = document.sha256 if outcome == "imported" and self.files else None
+        if sha is None and found is not None:
+            sha = await file_sha256(found)
         self.bytes_book.add(owner, row_digest([document.id, sha or "missing"]))
 
     async def _store(self, owner_id: uuid.UUID, document: Document, found: Path | None) -> str:

@@ -23,6 +23,7 @@ from services.documents.queue import enqueue_delete, enqueue_ingest
 from services.documents.schemas import DocumentUpdate
 from services.documents.settings import DocumentsSettings
 from services.documents.storage import (
+    ReceivedUpload,
     copy_file,
     display_filename,
     document_dir,
@@ -51,6 +52,22 @@ def _duplicate(existing: uuid.UUID | None = None) -> Conflict:
     return Conflict(f"This file is already uploaded{where}", code="duplicate_document")
 
 
+async def _keep(
+    tx: Transaction, settings: DocumentsSettings, received: ReceivedUpload, document: Document
+) -> None:
+    """Move a received file into place and add its row, keeping one live copy of a file per
+    user (a lost race on the unique index gives the same 409 as the check)."""
+    existing = await tx.session.scalar(_live(select(Document.id)).where(Document.sha256 == received.sha256))
+    if existing is not None:
+        raise _duplicate(existing)
+    received.path.rename(original_path(settings.uploads_dir, tx.owner_id, document.id))
+    tx.session.add(document)
+    try:
+        await tx.session.flush()
+    except IntegrityError:
+        raise _duplicate() from None
+
+
 async def enqueue_quietly(arq: ArqRedis, enqueue, document_id: uuid.UUID, owner_id: uuid.UUID) -> None:
     """The row is committed, so a Redis hiccup must not fail the request: the worker's
     recovery cron finds the document in Postgres and enqueues it again."""
@@ -77,23 +94,13 @@ class DocumentFiles:
         directory = document_dir(self.settings.uploads_dir, owner_id, document_id)
         try:
             copied = await copy_file(source, directory / "upload.part")
-            existing = await tx.session.scalar(
-                _live(select(Document.id)).where(Document.sha256 == copied.sha256)
-            )
-            if existing is not None:
-                raise _duplicate(existing)
-            copied.path.rename(original_path(self.settings.uploads_dir, owner_id, document_id))
             mime_type = detect_type(copied.head, document.filename)
             document.owner_id, document.size, document.sha256 = owner_id, copied.size, copied.sha256
             document.mime_type = mime_type or "application/octet-stream"
             if copied.size == 0 or mime_type is None:
                 document.status = Status.FAILED
                 document.error = "The file is empty" if copied.size == 0 else "The file type is not supported"
-            tx.session.add(document)
-            try:
-                await tx.session.flush()
-            except IntegrityError:
-                raise _duplicate() from None
+            await _keep(tx, self.settings, copied, document)
         except BaseException:
             remove_tree(directory)
             raise
@@ -148,12 +155,6 @@ class DocumentsService:
             description = received.fields.get("description") or None
             if description is not None and len(description) > MAX_DESCRIPTION:
                 raise Invalid(f"description: at most {MAX_DESCRIPTION} characters")
-            existing = await tx.session.scalar(
-                _live(select(Document.id)).where(Document.sha256 == received.sha256)
-            )
-            if existing is not None:
-                raise _duplicate(existing)
-            received.path.rename(original_path(self.settings.uploads_dir, owner_id, document_id))
             document = Document(
                 id=document_id,
                 owner_id=owner_id,
@@ -164,11 +165,7 @@ class DocumentsService:
                 size=received.size,
                 sha256=received.sha256,
             )
-            tx.session.add(document)
-            try:
-                await tx.session.flush()
-            except IntegrityError:
-                raise _duplicate() from None
+            await _keep(tx, self.settings, received, document)
         except BaseException:
             remove_tree(directory)  # nothing of a refused upload stays on disk
             raise

@@ -144,18 +144,19 @@ class MailImport:
                 elif (owner, address) in taken:
                     reason = f"the user has another legacy account for {address}; not merged"
                 if reason:
-                    table.skip(row["id"], reason)
-                    counts.skipped += 1
+                    self.report.skip("email_accounts", row["id"], owner, reason)
                     continue
                 taken.add((owner, address))
                 account = Account(legacy_uuid("email_accounts", row["id"]), owner, self.owners[owner])
-                written = await self._account(table, row, account, address)
+                await self._account(table, row, account, address)
                 self.accounts[row["id"]] = account
-                counts.arrived += written
+                counts.arrived += 1
         if not self.dry_run:
             table.arrived = len(self.accounts)  # each one inserted or found by a query above
 
-    async def _account(self, table: TableReport, row: dict[str, Any], account: Account, address: str) -> bool:
+    async def _account(self, table: TableReport, row: dict[str, Any], account: Account, address: str) -> None:
+        """Write the account, or find it there already (an earlier run's, or connected here
+        before the import: then ``account.id`` becomes that account's)."""
         status = AccountStatus.ACTIVE
         try:
             access = self.legacy_tokens.decrypt(row["access_token"]) or ""
@@ -185,10 +186,10 @@ class MailImport:
             exists = await tx.session.scalar(select(EmailAccount.id).where(EmailAccount.id == account.id))
             if exists is not None:
                 table.present += 1
-                return True
+                return
             if self.dry_run:
                 table.imported += 1
-                return True
+                return
             inserted = await tx.session.scalar(
                 insert(EmailAccount).values(**values).on_conflict_do_nothing().returning(EmailAccount.id)
             )
@@ -199,9 +200,8 @@ class MailImport:
                 )
             table.present += 1
             table.note(row["id"], f"{address} was already connected here: its mail joins that account")
-            return True
+            return
         table.imported += 1
-        return True
 
     def _time(self, table: TableReport, row: dict[str, Any], column: str) -> datetime | None:
         try:
@@ -258,12 +258,11 @@ class MailImport:
         """Our row's values (``legacy_sql.EMAIL_TARGET`` order) and its legacy owner; None: skipped."""
         legacy_user = row["user_id"]
         account = self.accounts.get(row["email_account_id"])
-        counts = self.report.user(account.legacy_owner if account else legacy_user, "emails")
-        counts.source += 1
+        owner = account.legacy_owner if account else legacy_user
+        self.report.user(owner, "emails").source += 1
 
         def skip(reason: str) -> None:
-            table.skip(row["id"], reason)
-            counts.skipped += 1
+            self.report.skip("emails", row["id"], owner, reason)
 
         if account is None:
             skip(f"orphan: its account, legacy account {row['email_account_id']}, was not imported")
@@ -343,10 +342,8 @@ class MailImport:
         table.imported += len(inserted)
         for legacy_id, values in rows:
             if values[0] not in inserted and values[0] not in present:
-                table.skip(
-                    legacy_id, f"an email with Gmail id {values[3]} is already stored for this account"
-                )
-                counts.skipped += 1
+                reason = f"an email with Gmail id {values[3]} is already stored for this account"
+                self.report.skip("emails", legacy_id, legacy_owner, reason)
         async with transaction(self.sessions, owner_id) as tx:
             conn = await driver(tx)
             arrived, digest = await conn.fetchrow(VERIFY_EMAILS, ids)
@@ -372,10 +369,8 @@ class MailImport:
                 counts = self.report.user(owner if owner is not None else row["user_id"], "email_attachments")
                 counts.source += 1
                 if owner is None:
-                    table.skip(
-                        row["id"], f"orphan: its email, legacy email {row['email_id']}, was not imported"
-                    )
-                    counts.skipped += 1
+                    reason = f"orphan: its email, legacy email {row['email_id']}, was not imported"
+                    self.report.skip("email_attachments", row["id"], row["user_id"], reason)
                     continue
                 counts.arrived += await self._attachment(table, row, owner)
 

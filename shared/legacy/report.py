@@ -99,6 +99,11 @@ class ServiceReport(BaseModel):
         counts = self.users.setdefault(str(legacy_user), {})
         return counts.setdefault(table, UserCount())
 
+    def skip(self, table: str, legacy_id: Any, legacy_user: Any, reason: str) -> None:
+        """Row ``legacy_id`` of ``table`` (``legacy_user``'s) is not imported, for ``reason``."""
+        self.table(table).skip(legacy_id, reason)
+        self.user(legacy_user, table).skipped += 1
+
 
 class ChecksumBook:
     """Per-user sums of row digests (:func:`shared.legacy.values.row_digest`) for one content kind."""
