@@ -1,27 +1,42 @@
-"""Process entry points shared by every service's ``__main__``: the web server and the worker."""
+"""Process entry points shared by every service's ``__main__``: the web server and the worker.
+
+A service's ARQ worker runs as a process of its own (``worker``: compose, where workers scale
+apart from the API) or inside the API process (``serve --with-worker``: ``make run``, where one
+Python process per service instead of two saves about 100-200 MB each; see README →
+Performance → Memory). Either way it is the same ARQ worker on the same queue.
+"""
 
 import argparse
+import asyncio
+import contextlib
 import importlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
-from arq.worker import check_health, run_worker
+from arq.worker import check_health, create_worker, run_worker
+from fastapi import FastAPI
 
 from shared.config import CommonSettings
 from shared.http_protocol import GuardedHttpToolsProtocol
+
+logger = logging.getLogger(__name__)
 
 SERVER_KEEPALIVE_SECONDS = 75
 UPSTREAM_KEEPALIVE_SECONDS = 60  # the gateway's pool: shorter than the services keep theirs
 
 
-def serve(factory: str, settings: CommonSettings, host: str, port: int) -> None:
+def serve(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
     """Run one uvicorn process. X-Forwarded-For is trusted only from ``forwarded_allow_ips``
     (the gateway, for services); empty (the gateway's default) trusts nobody."""
     GuardedHttpToolsProtocol.head_timeout = settings.header_timeout_seconds
     GuardedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
     uvicorn.run(
-        factory,
+        app,
         http=GuardedHttpToolsProtocol,
-        factory=True,
         host=host,
         port=port,
         proxy_headers=bool(settings.forwarded_allow_ips),
@@ -44,6 +59,11 @@ def service_parser(
     serve_cmd.add_argument("--host", default=host)
     serve_cmd.add_argument("--port", type=int, default=port)
     if worker:
+        serve_cmd.add_argument(
+            "--with-worker",
+            action="store_true",
+            help="also run the service's ARQ worker in this process (make run)",
+        )
         worker_cmd = commands.add_parser("worker", help="run the ARQ worker")
         worker_cmd.add_argument(
             "--check", action="store_true", help="exit 0 if a worker reported healthy recently (healthcheck)"
@@ -54,12 +74,55 @@ def service_parser(
 def run_common(service: str, args: argparse.Namespace, settings: CommonSettings) -> bool:
     """Handle ``serve`` and ``worker``; False when the command is service-specific."""
     if args.command == "serve":
-        serve(f"services.{service}.app:create_app", settings, args.host, args.port)
+        app = importlib.import_module(f"services.{service}.app").create_app()
+        if getattr(args, "with_worker", False):
+            run_worker_alongside(app, _worker_settings(service))
+        serve(app, settings, args.host, args.port)
         return True
     if args.command == "worker":
-        tasks = importlib.import_module(f"services.{service}.tasks")
         if args.check:
-            raise SystemExit(check_health(tasks.worker_settings()))
-        run_worker(tasks.worker_settings())
+            raise SystemExit(check_health(_worker_settings(service)))
+        run_worker(_worker_settings(service))
         return True
     return False
+
+
+def _worker_settings(service: str) -> dict[str, Any]:
+    return importlib.import_module(f"services.{service}.tasks").worker_settings()
+
+
+def run_worker_alongside(app: FastAPI, worker_settings: dict[str, Any]) -> None:
+    """Run an ARQ worker for the app's lifetime, inside its lifespan: it starts after the app's
+    own start-up and stops (ongoing jobs cancelled, to be retried, as on a worker's SIGTERM)
+    before the app's shutdown. A worker that dies on its own takes the process down with it,
+    so the supervisor restarts both rather than leaving an API whose jobs nobody runs."""
+    app_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with app_lifespan(app) as state, _running_worker(worker_settings):
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+@contextlib.asynccontextmanager
+async def _running_worker(worker_settings: dict[str, Any]) -> AsyncIterator[None]:
+    worker = create_worker(worker_settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    stopping = False
+
+    def exit_if_worker_died(finished: asyncio.Task) -> None:
+        error = None if finished.cancelled() else finished.exception()
+        if stopping:
+            return
+        logger.error("worker stopped on its own; stopping the process", exc_info=error)
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown, then the supervisor
+
+    task.add_done_callback(exit_if_worker_died)
+    try:
+        yield
+    finally:
+        stopping = True
+        await worker.close()
+        await asyncio.wait({task})  # ended by close(), or earlier by a failure already logged

@@ -4,9 +4,9 @@ import psutil
 
 from tests.conftest import login
 
-# gateway, auth, auth-worker, documents, documents-worker, mail, mail-worker, embeddings,
-# assistant, assistant-worker (and llm, which becomes llama.cpp's server)
-PROCFILE_PROCESSES = 10
+# gateway, auth, documents, mail, assistant (each with its worker inside), embeddings
+# (and llm, which becomes llama.cpp's server)
+PROCFILE_PROCESSES = 6
 
 
 def test_every_procfile_process_is_running(stack):
@@ -15,23 +15,19 @@ def test_every_procfile_process_is_running(stack):
     services = [c for c in commands if c.startswith("python -m services.")]
     assert len(services) == PROCFILE_PROCESSES, commands
     for name in (
-        "gateway serve",
-        "auth serve",
-        "auth worker",
-        "documents serve",
-        "documents worker",
-        "mail serve",
-        "mail worker",
-        "embeddings serve",
-        "assistant serve",
-        "assistant worker",
+        "gateway serve ",
+        "auth serve --with-worker ",
+        "documents serve --with-worker ",
+        "mail serve --with-worker ",
+        "embeddings serve ",
+        "assistant serve --with-worker ",
     ):
         assert any(name in c for c in services), name
     assert any("-m llama_cpp.server" in c and ".gguf" in c for c in commands), commands
 
 
 def test_only_the_embeddings_process_loads_the_model(stack):
-    """One model copy: documents and mail (API and worker) ask the embeddings process."""
+    """One model copy: documents and mail (API and their workers) ask the embeddings process."""
     supervisor = psutil.Process(stack.process.pid)
     loaded = {}
     for child in supervisor.children(recursive=True):

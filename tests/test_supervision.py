@@ -6,13 +6,14 @@ import time
 import httpx
 import psutil
 import pytest
+import redis
 
 from tests.support import wait_for
 
 KINDS = [
     ("gateway serve", "gateway"),
     ("auth serve", "auth"),
-    ("documents worker", None),
+    ("documents serve", "documents"),  # with its worker inside
     ("mail serve", "mail"),
 ]
 
@@ -37,7 +38,7 @@ def healthy(url: str) -> bool:
 
 @pytest.mark.parametrize(("fragment", "http_name"), KINDS)
 def test_a_killed_process_is_restarted_and_the_stack_answers_again(stack, fragment, http_name):
-    command = "services." + fragment  # e.g. "python -m services.documents worker"
+    command = "services." + fragment  # e.g. "python -m services.documents serve"
     victim = find(stack, command)
     assert victim is not None, fragment
     old_pid = victim.pid
@@ -56,3 +57,19 @@ def test_a_killed_process_is_restarted_and_the_stack_answers_again(stack, fragme
     assert time.monotonic() - started < 60
     assert stack.process.popen is not None and stack.process.popen.poll() is None  # the rest stayed up
     assert "exited: " in stack.process.log_text()  # the supervisor logged the crash
+
+
+def test_a_restarted_service_runs_its_worker_again(stack):
+    """Under make run a service's worker lives in its API process: after a crash the restarted
+    process runs the worker again (ARQ rewrites its health record at start), not only the API."""
+    client = redis.Redis.from_url(stack.env["PAI_REDIS_URL"])
+    key = "pai:documents:health-check"  # ARQ's record: a timestamp and job counts
+    before = wait_for(lambda: client.get(key), timeout=30)
+    victim = find(stack, "services.documents serve")
+    assert victim is not None
+    time.sleep(1.1)  # the record's timestamp has one-second resolution
+    victim.kill()
+    victim.wait(timeout=10)
+    after = wait_for(lambda: (value := client.get(key)) not in (None, before) and value, timeout=60)
+    assert after != before
+    wait_for(lambda: healthy(stack.documents), timeout=30)
