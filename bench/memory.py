@@ -4,11 +4,11 @@ What it measures
     The stack exactly as ``make run`` starts it (``infra/supervise.py`` over the Procfile) on a
     throw-away database, Redis db and data dir, twice in one run:
 
-    * ``server`` -- the default: documents and mail (API and worker) ask the embeddings process,
-      which holds the one copy of the model;
-    * ``in-process`` -- the baseline, ``PAI_EMBEDDING_BACKEND=local``: each of those four
-      processes loads torch and the model itself, as before the embeddings process existed
-      (the Procfile still starts it; idle, it is left out of this run's figures).
+    * ``server`` -- the default: documents and mail (each API with its worker inside, as
+      ``make run`` starts them) ask the embeddings process, which holds the one copy of the model;
+    * ``in-process`` -- the baseline, ``PAI_EMBEDDING_BACKEND=local``: those two processes load
+      torch and the model themselves, as before the embeddings process existed (the Procfile
+      still starts it; idle, it is left out of this run's figures).
 
     For each: every process's resident memory (RSS) and proportional share (PSS: shared pages
     split between the processes that map them, so the PSS column adds up honestly) after
@@ -210,6 +210,11 @@ def report(measures: list[Measure]) -> None:
     print(
         f"\nserver stack after a search: {total / 1e9:.2f} GB RSS ({verdict} the <= 1.3 GB target), "
         f"{total / baseline:.2f}x the in-process stack's {baseline / 1e9:.2f} GB"
+    )
+    answering = sum(v for k, v in server.rss["search"].items() if k in ("assistant serve", "llm serve"))
+    print(
+        f"of which the assistant and the language model (llama.cpp): {answering / 1e9:.2f} GB; "
+        f"the rest of the stack: {(total - answering) / 1e9:.2f} GB"
     )
     delta = percentile(server.latencies_ms, 95) - percentile(local.latencies_ms, 95)
     verdict = "meets" if delta <= 5 else "MISSES"
