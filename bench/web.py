@@ -3,7 +3,8 @@ time to interactive of the Ask page, and how long a streamed answer's first text
 reach the screen once its bytes reach the browser.
 
 What it measures (each with a baseline from the same run)
-    * ``size``   -- bytes of the page, its script and its stylesheet as served, and gzipped;
+    * ``size``   -- bytes of the page, its script and its stylesheet uncompressed, and as
+      sent to a browser that accepts Brotli and gzip (the build's precompressed copies);
     * ``ask TTI`` -- a signed-in reload of ``/ask`` until the question box is on screen and
       enabled (the app starts, refreshes its session from the cookie, loads the
       conversations); baseline: the same HTML with JavaScript off, until DOMContentLoaded;
@@ -20,7 +21,6 @@ Run from the repository root: ``.venv/bin/python bench/web.py [--runs 20]``.
 from __future__ import annotations
 
 import argparse
-import gzip
 import re
 import sys
 import time
@@ -116,12 +116,15 @@ def wait_marks(page, timeout: float = 60.0) -> dict:
 
 
 def sizes(gateway: str) -> list[tuple[str, int, int]]:
+    """(path, bytes uncompressed, bytes on the wire to a browser accepting br and gzip)."""
     page = httpx.get(gateway + "/").text
     paths = ["/", *re.findall(r'(?:src|href)="(/assets/[^"]+)"', page)]
     rows = []
     for path in paths:
-        body = httpx.get(gateway + path).content
-        rows.append((path, len(body), len(gzip.compress(body, 9))))
+        plain = httpx.get(gateway + path, headers={"Accept-Encoding": "identity"}).content
+        with httpx.stream("GET", gateway + path, headers={"Accept-Encoding": "gzip, deflate, br"}) as sent:
+            wire = sum(len(chunk) for chunk in sent.iter_raw())
+        rows.append((path, len(plain), wire))
     return rows
 
 
@@ -207,7 +210,7 @@ def measure(gateway: str, runs: int) -> int:
             page.locator(".live").wait_for(state="detached")
         browser.close()
 
-    print("transferred (as served / gzipped):")
+    print("transferred (uncompressed / as sent, Accept-Encoding: gzip, deflate, br):")
     for path, raw, packed in rows:
         print(f"  {path:<40} {raw:>9,} B / {packed:>8,} B")
     print(f"  {'total':<40} {sum(r[1] for r in rows):>9,} B / {sum(r[2] for r in rows):>8,} B")

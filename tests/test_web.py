@@ -2,6 +2,7 @@
 sessions (the refresh token in an HttpOnly cookie), checked over HTTP. In a real browser:
 ``tests/test_web_browser.py``."""
 
+import gzip
 import re
 
 import httpx
@@ -9,8 +10,12 @@ import pytest
 from starlette.requests import Request
 
 from services.auth.cookies import check_origin, secure_cookies
+from services.gateway.web import accepted_encodings
 from shared.errors import Forbidden
 from tests.conftest import login
+from tests.support import ROOT
+
+DIST = ROOT / "web" / "dist"
 
 
 async def test_the_app_is_served_at_the_root_with_strict_headers(gateway):
@@ -25,6 +30,44 @@ async def test_the_app_is_served_at_the_root_with_strict_headers(gateway):
     bundle = await gateway.get(script)
     assert bundle.status_code == 200 and "javascript" in bundle.headers["content-type"]
     assert "immutable" in bundle.headers["cache-control"]
+
+
+async def raw_get(
+    gateway: httpx.AsyncClient, path: str, accept_encoding: str
+) -> tuple[httpx.Response, bytes]:
+    """The bytes as sent, not decoded by the client."""
+    async with gateway.stream("GET", path, headers={"Accept-Encoding": accept_encoding}) as response:
+        return response, b"".join([chunk async for chunk in response.aiter_raw()])
+
+
+async def test_the_app_is_sent_precompressed_as_the_browser_accepts(gateway):
+    page = (await gateway.get("/")).text
+    script = re.search(r'src="(/assets/[^"]+\.js)"', page).group(1)
+    original = (DIST / script.lstrip("/")).read_bytes()
+
+    brotli, body = await raw_get(gateway, script, "gzip, deflate, br")
+    assert brotli.headers["content-encoding"] == "br" and brotli.headers["vary"] == "Accept-Encoding"
+    assert body == (DIST / (script.lstrip("/") + ".br")).read_bytes() and len(body) < len(original) / 2
+    assert "javascript" in brotli.headers["content-type"] and "immutable" in brotli.headers["cache-control"]
+
+    gzipped, body = await raw_get(gateway, script, "gzip")
+    assert gzipped.headers["content-encoding"] == "gzip" and gzip.decompress(body) == original
+
+    for refusal in ("identity", "br;q=0, gzip;q=0", ""):
+        plain, body = await raw_get(gateway, script, refusal)
+        assert "content-encoding" not in plain.headers and body == original, refusal
+
+    docs, body = await raw_get(gateway, "/api-docs/swagger-ui-bundle.js", "gzip")
+    assert docs.headers["content-encoding"] == "gzip" and len(gzip.decompress(body)) > len(body) * 2
+    small, body = await raw_get(gateway, "/", "gzip, br")  # index.html: too small to bother
+    assert "content-encoding" not in small.headers and b'<div id="root">' in body
+
+
+def test_accept_encoding_weights_are_honoured():
+    assert accepted_encodings("gzip, deflate, br") == {"gzip", "deflate", "br"}
+    assert accepted_encodings("br;q=0, gzip;q=0.5") == {"gzip"}
+    assert accepted_encodings("GZIP ; q=1.0, *;q=0.1") == {"gzip", "*"}
+    assert accepted_encodings("br;q=nonsense, ") == set()
 
 
 async def test_app_paths_serve_the_app_and_api_paths_stay_the_api(gateway):

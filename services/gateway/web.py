@@ -7,8 +7,12 @@ client, on paths that are not API prefixes: ``/ask``, ``/files``, ``/inbox``, ``
 ``/account``, ``/manage``). Everything loads from this origin: the app's Content-Security-Policy
 allows scripts, styles and connections from ``'self'`` only (no inline scripts), and ``/docs``
 uses the Swagger UI copied into the build from the pinned ``swagger-ui-dist`` package, not a CDN.
+
+The build writes Brotli and gzip copies beside each text file (``web/scripts/compress.mjs``);
+the smallest one the browser accepts is sent as is, so nothing is compressed per request.
 """
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -33,6 +37,8 @@ APP_HEADERS = {
 # Hashed file names (assets/) never change; index.html must be fetched fresh after a deploy.
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
+# The build's precompressed copies, smallest first: (Content-Encoding, file suffix).
+PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en">
@@ -69,6 +75,39 @@ def _file(dist: Path, path: str) -> Path | None:
     return None
 
 
+def accepted_encodings(header: str) -> set[str]:
+    """The content codings an ``Accept-Encoding`` header allows (``q=0`` refuses one)."""
+    accepted = set()
+    for part in header.lower().split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding and weight > 0:
+            accepted.add(coding)
+    return accepted
+
+
+def _send(file: Path, request: Request, headers: dict[str, str]) -> FileResponse:
+    """``file`` as the smallest precompressed copy the client accepts, or as it is."""
+    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    variants = [(coding, file.with_name(file.name + suffix)) for coding, suffix in PRECOMPRESSED]
+    variants = [(coding, path) for coding, path in variants if path.is_file()]
+    if not variants:
+        return FileResponse(file, media_type=media_type, headers=headers)
+    headers = {**headers, "Vary": "Accept-Encoding"}
+    accepted = accepted_encodings(request.headers.get("accept-encoding", ""))
+    for coding, path in variants:
+        if coding in accepted or "*" in accepted:
+            return FileResponse(path, media_type=media_type, headers={**headers, "Content-Encoding": coding})
+    return FileResponse(file, media_type=media_type, headers=headers)
+
+
 def _wants_page(request: Request) -> bool:
     """A browser navigating (it asks for HTML), not an API client on a path that does not exist."""
     return "text/html" in request.headers.get("accept", "")
@@ -92,11 +131,11 @@ def web_router(dist: Path) -> APIRouter:
         found = _file(dist, path)
         if found is not None:
             cache = IMMUTABLE if path.startswith("assets/") else NO_CACHE
-            return FileResponse(found, headers={**APP_HEADERS, "Cache-Control": cache})
+            return _send(found, request, {**APP_HEADERS, "Cache-Control": cache})
         if path and not _wants_page(request):  # an API client's unknown path: the usual 404
             raise NotFound(f"No route {request.url.path}")
         if "." in path.rsplit("/", 1)[-1]:  # a missing file (an old asset), not an app page
             raise NotFound(f"No file {request.url.path}")
-        return FileResponse(index, headers={**APP_HEADERS, "Cache-Control": NO_CACHE})
+        return _send(index, request, {**APP_HEADERS, "Cache-Control": NO_CACHE})
 
     return router
