@@ -4,7 +4,9 @@ On a CPU the model's throughput grows with the batch (one pass over 64 texts cos
 than 64 passes over one), while each caller sends what it has: an ingestion batch, a single
 search query. :class:`Batcher` queues requests and encodes them together, up to
 ``max_batch`` texts per pass. Small requests (search queries) go first, so a query waits for
-at most the pass already running, never behind a whole backlog of ingestion.
+at most the pass already running, never behind a whole backlog of ingestion. A small request
+for texts already queued or being encoded waits for those vectors instead of another pass:
+the assistant's two searches (documents and mail) send the same question at the same moment.
 """
 
 import asyncio
@@ -24,6 +26,7 @@ SMALL_REQUEST = 4
 PASSES = Counter("pai_embedding_passes", "Forward passes of the embedding model")
 TEXTS = Counter("pai_embedding_texts", "Texts embedded")
 REQUESTS = Counter("pai_embedding_requests", "Embedding requests served (merged into passes)")
+SHARED = Counter("pai_embedding_shared_requests", "Requests answered by an identical one in flight")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Batcher:
     _large: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    _in_flight: dict[tuple[str, ...], asyncio.Future[list[list[float]]]] = field(default_factory=dict)
     passes: int = 0
 
     def start(self) -> None:
@@ -61,10 +65,18 @@ class Batcher:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not self.running:
             raise Unavailable("The embedding model is not running", code="embeddings_unavailable")
+        small = len(texts) <= SMALL_REQUEST
+        key = tuple(texts)
+        if small and (same := self._in_flight.get(key)) is not None:
+            SHARED.inc()
+            return await asyncio.shield(same)  # a caller that goes away leaves it to the others
         request = _Request(texts, asyncio.get_running_loop().create_future())
-        (self._small if len(texts) <= SMALL_REQUEST else self._large).put_nowait(request)
+        if small:
+            self._in_flight[key] = request.future
+            request.future.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        (self._small if small else self._large).put_nowait(request)
         self._wakeup.set()
-        return await request.future
+        return await asyncio.shield(request.future)
 
     def _take(self, budget: int) -> _Request | None:
         """The next request that fits in ``budget`` texts (a larger one only as a pass's first)."""
