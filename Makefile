@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test migrate admin env import-legacy bench lint lock clean web web-test
+.PHONY: run test migrate admin env import-legacy bench lint lock clean web web-test screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ test: lint web-test web/dist/index.html
 		echo "!!! SKIPPED: docker-compose.yml not validated: no docker-compose on this machine (apt-get install docker-compose; CI installs it)"; \
 	fi
 	$(BIN)/pytest
+
+## screenshots: refresh the README's pictures (docs/screenshots) from the browser tests
+screenshots: $(VENV)/.dev web/dist/index.html
+	PAI_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest tests/test_web_browser.py
 
 ## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader, web app; needs pgloader and chromium)
 bench: $(VENV)/.dev web/dist/index.html

@@ -10,8 +10,9 @@ What it measures
     * ``first token`` -- ``POST /queries`` streamed through the gateway to the assistant with the
       local model (llama.cpp + SmolLM2-135M-Instruct, as ``make run``), time to the first
       ``delta``; baseline: the same model asked directly with the same prompt (rebuilt from the
-      ``sources`` event with the assistant's own prompt code), time to its first token; an
-      unrelated prompt before each call clears llama.cpp's prompt cache. Each question's
+      ``sources`` event with the assistant's own prompt code), time to its first token; the two
+      in alternating order, and an unrelated prompt before each call clears llama.cpp's prompt
+      cache. Each question's
       difference is the system's overhead (target: within 150 ms at p50), split into the
       assistant's retrieval and what the gateway, HTTP and SSE add beyond the assistant's own
       ``first_token_ms``.
@@ -185,50 +186,85 @@ class FirstToken:
     sources: float  # when the client had the sources event (the model is asked right after)
 
 
+@dataclass
+class Asked:
+    """One streamed answer through gateway + assistant, in ms from the client's request."""
+
+    first: float | None  # first delta
+    sources_at: float  # the sources event (the model is asked right after)
+    sources: list[dict]
+    done: dict
+
+
+# llama.cpp keeps the last prompt's KV cache: an unrelated prompt before each measured call,
+# so neither side gets the other's prompt for free.
+FLUSH = {"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "Say hi."}]}
+
+
+async def ask_system(
+    client: httpx.AsyncClient, gateway: str, llm: str, headers: dict, question: str
+) -> Asked:
+    await client.post(f"{llm}/v1/chat/completions", json=FLUSH)
+    began, asked = time.perf_counter(), Asked(None, 0.0, [], {})
+    async with aconnect_sse(
+        client, "POST", f"{gateway}/queries", json={"question": question},
+        headers={**headers, "Accept": "text/event-stream"},
+    ) as source:  # fmt: skip
+        async for event in source.aiter_sse():
+            if event.event == "sources":
+                asked.sources = json.loads(event.data)["sources"]
+                asked.sources_at = (time.perf_counter() - began) * 1000
+            elif event.event == "delta" and asked.first is None:
+                asked.first = (time.perf_counter() - began) * 1000
+            elif event.event == "done":
+                asked.done = json.loads(event.data)
+    return asked
+
+
+async def ask_direct(client: httpx.AsyncClient, llm: str, messages: list) -> float | None:
+    await client.post(f"{llm}/v1/chat/completions", json=FLUSH)
+    body = {
+        "model": "SmolLM2-135M-Instruct", "messages": messages,
+        "max_tokens": 400, "temperature": 0.2, "stream": True,
+    }  # fmt: skip
+    began, direct = time.perf_counter(), None
+    async with aconnect_sse(client, "POST", f"{llm}/v1/chat/completions", json=body) as source:
+        async for event in source.aiter_sse():
+            if event.data.strip() == "[DONE]":
+                break
+            delta = json.loads(event.data)["choices"][0].get("delta", {})
+            if delta.get("content") and direct is None:
+                direct = (time.perf_counter() - began) * 1000
+    return direct
+
+
 async def first_tokens(gateway: str, llm: str, headers: dict, count: int) -> list[FirstToken]:
-    """Each question through the gateway, then its exact prompt straight to the model."""
+    """Each question through the gateway and its exact prompt straight to the model, the two in
+    alternating order (so neither side always goes first). A question's prompt is learned from
+    one unmeasured answer first; retrieval is deterministic, and a measured answer whose prompt
+    would differ from the learned one is left out."""
     results = []
-    # llama.cpp keeps the last prompt's KV cache: an unrelated prompt before each measured call,
-    # so neither side gets the other's prompt for free.
-    flush = {"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "Say hi."}]}
+    prompts: dict[str, list] = {}
     async with httpx.AsyncClient(timeout=300) as client:
         for i in range(count):
             question = QUESTIONS[i % len(QUESTIONS)]
-            await client.post(f"{llm}/v1/chat/completions", json=flush)
-            began, first, sources, done, sources_at = time.perf_counter(), None, [], {}, 0.0
-            async with aconnect_sse(
-                client, "POST", f"{gateway}/queries", json={"question": question},
-                headers={**headers, "Accept": "text/event-stream"},
-            ) as source:  # fmt: skip
-                async for event in source.aiter_sse():
-                    if event.event == "sources":
-                        sources = json.loads(event.data)["sources"]
-                        sources_at = (time.perf_counter() - began) * 1000
-                    elif event.event == "delta" and first is None:
-                        first = (time.perf_counter() - began) * 1000
-                    elif event.event == "done":
-                        done = json.loads(event.data)
-            if first is None or not sources:
+            if question not in prompts:
+                learned = await ask_system(client, gateway, llm, headers, question)
+                prompts[question] = answer_messages(question, passages_of(learned.sources), [])
+            messages = prompts[question]
+            if i % 2 == 0:
+                asked = await ask_system(client, gateway, llm, headers, question)
+                direct = await ask_direct(client, llm, messages)
+            else:
+                direct = await ask_direct(client, llm, messages)
+                asked = await ask_system(client, gateway, llm, headers, question)
+            same_prompt = answer_messages(question, passages_of(asked.sources), []) == messages
+            if asked.first is None or direct is None or not same_prompt:
                 continue
-            await client.post(f"{llm}/v1/chat/completions", json=flush)
-            body = {
-                "model": "SmolLM2-135M-Instruct",
-                "messages": answer_messages(question, passages_of(sources), []),
-                "max_tokens": 400, "temperature": 0.2, "stream": True,
-            }  # fmt: skip
-            began, direct = time.perf_counter(), None
-            async with aconnect_sse(client, "POST", f"{llm}/v1/chat/completions", json=body) as source:
-                async for event in source.aiter_sse():
-                    if event.data.strip() == "[DONE]":
-                        break
-                    delta = json.loads(event.data)["choices"][0].get("delta", {})
-                    if delta.get("content") and direct is None:
-                        direct = (time.perf_counter() - began) * 1000
-            if direct is not None:
-                timings = done.get("timings") or {}
-                assistant = timings.get("first_token_ms") or 0.0
-                retrieval = timings.get("retrieval_ms") or 0.0
-                results.append(FirstToken(first, direct, assistant, retrieval, sources_at))
+            timings = asked.done.get("timings") or {}
+            assistant = timings.get("first_token_ms") or 0.0
+            retrieval = timings.get("retrieval_ms") or 0.0
+            results.append(FirstToken(asked.first, direct, assistant, retrieval, asked.sources_at))
     return results
 
 
@@ -280,6 +316,7 @@ def run(options: argparse.Namespace) -> int:
         extra_env={
             "PAI_LLM_BACKEND": "local",
             "PAI_MAX_CONCURRENT_ANSWERS": "1000",
+            "PAI_ACCESS_TOKEN_TTL_SECONDS": "7200",  # one sign-in outlasts a long run
             "PAI_MAIL_TOKEN_KEYS": Fernet.generate_key().decode(),  # the mail API needs one to start
         },
     ) as env:  # fmt: skip
@@ -370,6 +407,9 @@ async def measure(env: Stack, options: argparse.Namespace, stub_port: int) -> in
     # Each question's own difference: prompts differ in length, so pairing removes that spread.
     overhead = [f.system - f.direct for f in firsts]
     print(f"  system overhead, paired   {summary(overhead)} (target p50 <= 150 ms)")
+    if len(overhead) > 1:  # how far the model's own spread leaves the figure uncertain
+        half = 1.96 * statistics.stdev(overhead) / len(overhead) ** 0.5
+        print(f"    mean, 95% interval      {statistics.mean(overhead):7.1f} ms +- {half:.1f} ms")
     print(f"    of which retrieval      {summary([f.retrieval for f in firsts])}")
     print(f"    before the model        {summary([f.sources for f in firsts])}")
     print(f"    the model, as asked     {summary([f.system - f.sources - f.direct for f in firsts])}")

@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import logging
 import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 import uvicorn
 from arq.worker import check_health, create_worker, run_worker
 from fastapi import FastAPI
@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from shared.config import CommonSettings
 from shared.http_protocol import GuardedHttpToolsProtocol
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 SERVER_KEEPALIVE_SECONDS = 75
 UPSTREAM_KEEPALIVE_SECONDS = 60  # the gateway's pool: shorter than the services keep theirs
@@ -116,7 +116,7 @@ async def _running_worker(worker_settings: dict[str, Any]) -> AsyncIterator[None
         error = None if finished.cancelled() else finished.exception()
         if stopping:
             return
-        logger.error("worker stopped on its own; stopping the process", exc_info=error)
+        log.error("worker_died_stopping_process", exc_info=error)
         os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown, then the supervisor
 
     task.add_done_callback(exit_if_worker_died)

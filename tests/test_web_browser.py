@@ -2,9 +2,12 @@
 nothing), against the processes ``make run`` starts. A second gateway serves the app with an
 assistant that asks the scripted OpenAI stand-in (so citations are known in advance), and with
 an auth and a mail process whose public address is that gateway's; everything else is the
-stack's own. Each page is saved as a screenshot in ``docs/screenshots`` (shown in the README)."""
+stack's own. Each page is saved as a screenshot: in a temporary folder, or with
+``PAI_SCREENSHOTS_DIR=docs/screenshots`` (``make screenshots``) as the README's pictures."""
 
+import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.files import pdf
 from tests.gmail_stub import mime_plain
 from tests.openai_stub import StubServer
-from tests.support import ROOT, free_port
+from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -28,7 +31,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# `make screenshots` refreshes the README's pictures; `make test` keeps them out of the tree.
+SCREENSHOTS = Path(os.environ.get("PAI_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pai-screenshots-"))
 PASSWORD = "browser test password 42"
 TIMEOUT_MS = 60_000
 

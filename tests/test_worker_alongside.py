@@ -19,7 +19,7 @@ def test_a_worker_that_cannot_run_stops_its_process(base_env, tmp_path):
     finally:
         process.stop()
     events = [json.loads(line)["event"] for line in process.log_text().splitlines() if line.startswith("{")]
-    assert "worker stopped on its own; stopping the process" in events, events
+    assert "worker_died_stopping_process" in events, events
     # The API had started and then shut down cleanly, the worker with it.
     assert events.index("Application startup complete.") < events.index("Waiting for application shutdown.")
     assert "Application shutdown complete." in events, events
