@@ -1,12 +1,12 @@
 import { type FormEvent, useState } from "react";
 
 import type { Me } from "../App";
+import { useAction } from "../lib/action";
 import { session } from "../lib/session";
-import { errorText } from "./Login";
 
 export function AccountPage({ me, onChange }: { me: Me; onChange: (me: Me) => void }) {
   const [message, setMessage] = useState("");
-  const [error, setError] = useState("");
+  const { error, run } = useAction();
 
   async function profile(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -17,30 +17,24 @@ export function AccountPage({ me, onChange }: { me: Me; onChange: (me: Me) => vo
       body.email = email;
       body.current_password = String(form.get("current_password"));
     }
-    try {
+    await run(async () => {
       onChange(await session.json<Me>("/auth/me", { method: "PATCH", body }));
       setMessage("Profile saved.");
-      setError("");
-    } catch (caught) {
-      setError(errorText(caught));
-    }
+    });
   }
 
   async function password(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
-    try {
+    await run(async () => {
       await session.json("/auth/me/password", {
         method: "POST",
         body: { current_password: String(form.get("current")), new_password: String(form.get("new")) },
       });
       formElement.reset();
       setMessage("Password changed. Your other sessions are signed out.");
-      setError("");
-    } catch (caught) {
-      setError(errorText(caught));
-    }
+    });
   }
 
   return (

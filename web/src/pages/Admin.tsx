@@ -4,7 +4,7 @@ import type { Me } from "../App";
 import { when } from "../lib/format";
 import { ApiError, session } from "../lib/session";
 import type { Page } from "../lib/types";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 interface User {
   id: string;

@@ -5,7 +5,7 @@ import { readEvents } from "../lib/sse";
 import { apiError, session } from "../lib/session";
 import type { Conversation, Page, Query } from "../lib/types";
 import { Answer } from "./Answer";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 interface Live {
   question: string;

@@ -3,7 +3,7 @@ import { useSearchParams } from "react-router-dom";
 
 import { apiError, session } from "../lib/session";
 import type { Document } from "../lib/types";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 /** A document at the cited page: a PDF in the browser's own viewer at #page=N, any other type
  * as its text with the quoted passage highlighted. The file is fetched with the access token

@@ -4,7 +4,7 @@ import { Link } from "react-router-dom";
 import { bytes, when } from "../lib/format";
 import { ApiError, session } from "../lib/session";
 import type { Document, Page } from "../lib/types";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 interface Upload {
   name: string;

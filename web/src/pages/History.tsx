@@ -4,7 +4,7 @@ import { when } from "../lib/format";
 import { session } from "../lib/session";
 import type { Page, Query } from "../lib/types";
 import { Answer } from "./Answer";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 export function HistoryPage() {
   const [q, setQ] = useState("");

@@ -1,36 +1,20 @@
-import { type FormEvent, useState } from "react";
+import type { FormEvent } from "react";
 import { Link, useNavigate } from "react-router-dom";
 
-import { ApiError, apiError, session } from "../lib/session";
-
-export function errorText(error: unknown): string {
-  if (error instanceof ApiError) {
-    if (error.status === 429 && error.retryAfterSeconds) {
-      return `${error.message}. Try again in ${error.retryAfterSeconds} seconds.`;
-    }
-    return error.message;
-  }
-  return "The server could not be reached. Try again.";
-}
+import { useAction } from "../lib/action";
+import { apiError, session } from "../lib/session";
 
 export function LoginPage() {
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   const navigate = useNavigate();
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    setBusy(true);
-    setError("");
-    try {
+    await run(async () => {
       await session.signIn(String(form.get("username")), String(form.get("password")));
       navigate("/ask");
-    } catch (caught) {
-      setError(errorText(caught));
-    } finally {
-      setBusy(false);
-    }
+    });
   }
 
   return (
@@ -56,8 +40,7 @@ export function LoginPage() {
 }
 
 export function RegisterPage() {
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   const navigate = useNavigate();
 
   async function submit(event: FormEvent<HTMLFormElement>) {
@@ -68,9 +51,7 @@ export function RegisterPage() {
       username: String(form.get("username")),
       password: String(form.get("password")),
     };
-    setBusy(true);
-    setError("");
-    try {
+    await run(async () => {
       const response = await fetch("/auth/register", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -79,11 +60,7 @@ export function RegisterPage() {
       if (!response.ok) throw await apiError(response);
       await session.signIn(account.username, account.password);
       navigate("/ask");
-    } catch (caught) {
-      setError(errorText(caught));
-    } finally {
-      setBusy(false);
-    }
+    });
   }
 
   return (

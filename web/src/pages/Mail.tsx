@@ -4,7 +4,7 @@ import { useSearchParams } from "react-router-dom";
 import { when } from "../lib/format";
 import { apiError, session } from "../lib/session";
 import type { Page } from "../lib/types";
-import { errorText } from "./Login";
+import { errorText } from "../lib/action";
 
 interface Account {
   id: string;
