@@ -71,6 +71,10 @@ class EmbeddingSettings(CommonSettings):
     embedding_retry_max_seconds: float = Field(60.0, ge=0)
     # local only: torch intra-op threads; unset means every CPU this process may use.
     embedding_threads: int | None = Field(None, ge=1)
+    # local only: texts per forward pass. A request's batch is cut into passes of this size:
+    # smaller passes keep the activations in the CPU's caches (on a 2-core AMD EPYC, fp32 ran
+    # 1.14x faster in passes of 16 than of 64; bf16 gained less than that machine's noise).
+    embedding_pass_size: int = Field(16, ge=1)
     # local only: bf16 weights where the CPU computes bf16 natively (AVX512-BF16 or AMX: about 2x
     # the throughput, embeddings at cosine >= 0.9999 to fp32); fp32 or bf16 force one.
     embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -234,6 +238,7 @@ class LocalEmbedder:
         self.precision = resolve_precision(settings.embedding_precision)
         self._loaded = _load_model(source, settings.embedding_threads, self.precision)
         self._batch_size = settings.embedding_batch_size
+        self._pass_size = settings.embedding_pass_size
         self.source = source
         self.model_name = f"local/{identity}"
         dimension = self._loaded.model.get_embedding_dimension()
@@ -285,7 +290,7 @@ class LocalEmbedder:
         encode = model.encode_query if query else model.encode_document
         tensor = encode(
             texts,
-            batch_size=self._batch_size,
+            batch_size=self._pass_size,
             normalize_embeddings=False,
             convert_to_tensor=True,
             show_progress_bar=False,

@@ -159,6 +159,27 @@ async def test_local_batching_gives_the_same_vectors_as_one_by_one(local: LocalE
         assert max_diff(together, other) < 1e-5
 
 
+async def test_a_batch_is_encoded_in_passes_of_the_pass_size(local: LocalEmbedder) -> None:
+    """One request's batch runs as forward passes of ``embedding_pass_size`` texts (smaller
+    passes stay in the CPU's caches), with the same vectors as one pass over the batch."""
+    in_passes_of_two = create_embedder(local_settings(embedding_pass_size=2))
+    assert isinstance(in_passes_of_two, LocalEmbedder)
+    model = in_passes_of_two._loaded.model
+    passes: list[int] = []
+    forward = model.forward
+
+    def counting_forward(features, *args, **kwargs):
+        passes.append(len(features["input_ids"]))
+        return forward(features, *args, **kwargs)
+
+    model.forward = counting_forward  # type: ignore[method-assign]
+    try:
+        vectors = await in_passes_of_two.embed(TEXTS[:5])
+    finally:
+        del model.forward  # the class's method again
+    assert passes == [2, 2, 1]
+    assert max_diff(vectors, await local.embed(TEXTS[:5])) < 1e-5
+
 async def test_bf16_stays_close_to_fp32_whatever_the_batch(local: LocalEmbedder) -> None:
     """bf16 weights (what ``auto`` picks on CPUs with native bf16): unit vectors within cosine
     0.999 of fp32's, alone or batched with others (bf16 numbers shift a little with padding)."""
