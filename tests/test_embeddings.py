@@ -180,6 +180,7 @@ async def test_a_batch_is_encoded_in_passes_of_the_pass_size(local: LocalEmbedde
     assert passes == [2, 2, 1]
     assert max_diff(vectors, await local.embed(TEXTS[:5])) < 1e-5
 
+
 async def test_bf16_stays_close_to_fp32_whatever_the_batch(local: LocalEmbedder) -> None:
     """bf16 weights (what ``auto`` picks on CPUs with native bf16): unit vectors within cosine
     0.999 of fp32's, alone or batched with others (bf16 numbers shift a little with padding)."""

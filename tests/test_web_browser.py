@@ -187,6 +187,50 @@ def test_upload_a_pdf_ask_about_it_and_open_the_cited_page(web, context, tmp_pat
     shot(page, "document-page")
 
 
+def test_rename_and_delete_conversations_and_search_the_history(web, context):
+    """Two questions with nothing to answer from (no model is called): two conversations, one
+    renamed, one deleted with its answers; the history finds what is left, and a refused
+    rename shows its reason instead of failing silently."""
+    username, _ = register(web, "historian")
+    page = context.new_page()
+    sign_in(page, web, username)
+    conversations = page.get_by_role("complementary", name="Conversations")
+    for question in ("Where did I store the boat trailer papers?", "Which plumber fixed the kitchen tap?"):
+        page.get_by_role("button", name="New conversation").click()
+        page.get_by_label("Your question").fill(question)
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator(".turn .question", has_text=question)).to_be_visible()
+        expect(page.locator(".live")).to_have_count(0)
+    expect(conversations.get_by_role("listitem")).to_have_count(2)
+
+    boat = conversations.get_by_role("listitem").filter(has_text="boat trailer")
+    page.once("dialog", lambda dialog: dialog.accept("Trailer paperwork"))
+    boat.get_by_role("button", name=re.compile("^Rename")).click()
+    expect(conversations.get_by_role("button", name="Trailer paperwork", exact=True)).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept("x" * 201))  # over the 200-character limit
+    conversations.get_by_role("button", name="Rename Trailer paperwork").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(conversations.get_by_role("button", name="Trailer paperwork", exact=True)).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete ... and its answers?"
+    conversations.get_by_role("listitem").filter(has_text="plumber").get_by_role(
+        "button", name=re.compile("^Delete")
+    ).click()
+    expect(conversations.get_by_role("listitem")).to_have_count(1)
+
+    page.get_by_role("navigation").get_by_role("link", name="History").click()
+    expect(page.get_by_text("1 questions")).to_be_visible()
+    expect(page.locator(".turn .question")).to_have_text(["Where did I store the boat trailer papers?"])
+    page.get_by_role("searchbox", name="Search past questions and answers").fill("plumber")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("0 questions")).to_be_visible()
+    page.get_by_role("searchbox", name="Search past questions and answers").fill("trailer")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("1 questions")).to_be_visible()
+    shot(page, "history-search")
+
+
 def test_connect_gmail_and_see_mail_listed(web, context, gmail):
     username, _ = register(web, "mailer")
     address = f"{username}@gmail.test"

@@ -99,23 +99,40 @@ export function AskPage() {
     setCurrent(conversation);
   }
 
-  async function rename(conversation: Conversation) {
+  // The sidebar's and the feedback buttons' actions: a refusal (a name too long, a conversation
+  // deleted in another tab) shows in the page's alert instead of vanishing.
+  async function reporting(action: () => Promise<void>) {
+    setError("");
+    try {
+      await action();
+    } catch (caught) {
+      setError(errorText(caught));
+    }
+  }
+
+  function rename(conversation: Conversation) {
     const title = window.prompt("New name", conversation.title);
     if (!title) return;
-    await session.json(`/conversations/${conversation.id}`, { method: "PATCH", body: { title } });
-    await loadConversations();
+    void reporting(async () => {
+      await session.json(`/conversations/${conversation.id}`, { method: "PATCH", body: { title } });
+      await loadConversations();
+    });
   }
 
-  async function remove(conversation: Conversation) {
+  function remove(conversation: Conversation) {
     if (!window.confirm(`Delete “${conversation.title}” and its answers?`)) return;
-    await session.json(`/conversations/${conversation.id}`, { method: "DELETE" });
-    if (current === conversation.id) choose(null);
-    await loadConversations();
+    void reporting(async () => {
+      await session.json(`/conversations/${conversation.id}`, { method: "DELETE" });
+      if (current === conversation.id) choose(null);
+      await loadConversations();
+    });
   }
 
-  async function rate(query: Query, rating: "up" | "down") {
-    const updated = await session.json<Query>(`/queries/${query.id}/feedback`, { method: "POST", body: { rating } });
-    setQueries((before) => before.map((q) => (q.id === updated.id ? updated : q)));
+  function rate(query: Query, rating: "up" | "down") {
+    void reporting(async () => {
+      const updated = await session.json<Query>(`/queries/${query.id}/feedback`, { method: "POST", body: { rating } });
+      setQueries((before) => before.map((q) => (q.id === updated.id ? updated : q)));
+    });
   }
 
   return (
@@ -130,10 +147,10 @@ export function AskPage() {
               <button type="button" className="link" onClick={() => choose(conversation.id)}>
                 {conversation.title}
               </button>
-              <button type="button" className="small" aria-label={`Rename ${conversation.title}`} onClick={() => void rename(conversation)}>
+              <button type="button" className="small" aria-label={`Rename ${conversation.title}`} onClick={() => rename(conversation)}>
                 ✎
               </button>
-              <button type="button" className="small" aria-label={`Delete ${conversation.title}`} onClick={() => void remove(conversation)}>
+              <button type="button" className="small" aria-label={`Delete ${conversation.title}`} onClick={() => remove(conversation)}>
                 ✕
               </button>
             </li>
@@ -146,10 +163,10 @@ export function AskPage() {
             <h2 className="question">{query.question}</h2>
             <Answer answer={query.answer} sources={query.sources} warnings={query.warnings} status={query.status} />
             <div className="feedback" role="group" aria-label="Was this answer useful?">
-              <button type="button" aria-pressed={query.feedback?.rating === "up"} onClick={() => void rate(query, "up")}>
+              <button type="button" aria-pressed={query.feedback?.rating === "up"} onClick={() => rate(query, "up")}>
                 Helpful
               </button>
-              <button type="button" aria-pressed={query.feedback?.rating === "down"} onClick={() => void rate(query, "down")}>
+              <button type="button" aria-pressed={query.feedback?.rating === "down"} onClick={() => rate(query, "down")}>
                 Not helpful
               </button>
             </div>
