@@ -231,6 +231,39 @@ def test_rename_and_delete_conversations_and_search_the_history(web, context):
     shot(page, "history-search")
 
 
+def test_change_the_password_and_other_sessions_end(web, browser, context):
+    username, _ = register(web, "changer")
+    other = browser.new_context()  # the same user on another device
+    try:
+        other_page = other.new_page()
+        other_page.set_default_timeout(TIMEOUT_MS)
+        sign_in(other_page, web, username)
+        page = context.new_page()
+        sign_in(page, web, username)
+        page.get_by_role("navigation").get_by_role("link", name="Account").click()
+        form = page.get_by_role("form", name="Change password")
+        form.get_by_label("Current password").fill("not the password at all")
+        form.get_by_label("New password").fill("a brand new passphrase 7")
+        form.get_by_role("button", name="Change password").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        form.get_by_label("Current password").fill(PASSWORD)
+        form.get_by_label("New password").fill("a brand new passphrase 7")
+        form.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("Password changed.")).to_be_visible()
+
+        other_page.reload()  # its refresh cookie was revoked with the change
+        expect(other_page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+        page.get_by_role("button", name="Sign out").first.click()
+        page.get_by_label("Username or email").fill(username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        sign_in(page, web, username, "a brand new passphrase 7")
+    finally:
+        other.close()
+
+
 def test_connect_gmail_and_see_mail_listed(web, context, gmail):
     username, _ = register(web, "mailer")
     address = f"{username}@gmail.test"
