@@ -44,6 +44,9 @@ def supervisord_config(programs: dict[str, str], state_dir: Path) -> str:
         "logfile_maxbytes=0",
         f"pidfile={state_dir / 'supervisord.pid'}",
         "loglevel=info",
+        # Run as root (a container, a root shell), supervisord logs a CRIT line unless it is told
+        # that root is intended; it stays the user who started it either way.
+        *(["user=root"] if os.geteuid() == 0 else []),
         "",
     ]
     for name, command in programs.items():

@@ -73,3 +73,11 @@ def test_a_restarted_service_runs_its_worker_again(stack):
     after = wait_for(lambda: (value := client.get(key)) not in (None, before) and value, timeout=60)
     assert after != before
     wait_for(lambda: healthy(stack.documents), timeout=30)
+
+
+def test_the_supervisor_logs_no_critical_line(stack):
+    """Started as ``make run`` starts it (as root on our machines), supervisord has nothing
+    critical to say: an operator reading CRIT should find a real problem."""
+    log = stack.process.log_path.read_text(errors="replace")
+    assert "supervisord started" in log
+    assert " CRIT " not in log, [line for line in log.splitlines() if " CRIT " in line]
