@@ -332,3 +332,33 @@ def test_chunking_is_deterministic(category: str) -> None:
     assert [tuple(span) for span in spans] == [
         (c.start, c.end, c.page) for c in chunk(single(text), category)
     ]
+
+
+async def test_ingestion_splits_a_large_document_off_the_event_loop() -> None:
+    """Under ``make run`` the documents worker shares its event loop with the API: while a
+    large document is classified and chunked, other coroutines (requests) still run."""
+    import asyncio
+
+    from services.documents.ingestion import Ingestor
+    from services.documents.settings import DocumentsSettings
+
+    settings = DocumentsSettings.model_construct()
+    ingestor = Ingestor(settings, sessions=None, store=None, embedder=None, extractor=None)  # type: ignore[arg-type]
+    extracted = Extracted([Page(None, prose(11, 6000))], None)
+    ticks = 0
+
+    async def other_requests() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    ticker = asyncio.create_task(other_requests())
+    await asyncio.sleep(0)
+    before = ticks
+    category, chunks = await ingestor.split(extracted, None)
+    during = ticks - before
+    ticker.cancel()
+    assert during > 1, "the event loop was blocked while the document was split"
+    assert category == classify(extracted)
+    assert chunks == chunk(extracted, category, settings.chunk_sizes)

@@ -7,6 +7,7 @@ sync (PDF, DOCX, text) are extracted with the shared extractors and embedded
 with ``attachment_id``. Chunk ids are uuid5 of the email, so a re-run overwrites.
 """
 
+import asyncio
 import re
 import uuid
 from collections.abc import Sequence
@@ -153,7 +154,8 @@ class Indexer:
                 log.info("attachment_not_indexed", attachment_id=str(attachment.id), reason=str(exc))
                 continue
             prefix = f"{header(email)}Attachment: {attachment.filename}\n\n"
-            for piece in chunk(extracted, "generic", self.sizes):
+            # An attachment can be a long PDF: split it off the event loop (the API may share it).
+            for piece in await asyncio.to_thread(chunk, extracted, "generic", self.sizes):
                 chunk_id = uuid.uuid5(email.id, f"attachment-{attachment.id}-{piece.index}")
                 pending.append(PendingChunk(chunk_id, email, attachment.id, piece, prefix))
         return pending
