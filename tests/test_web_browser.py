@@ -21,7 +21,7 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.files import pdf
 from tests.gmail_stub import mime_plain
 from tests.openai_stub import StubServer
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -279,6 +279,28 @@ def test_connect_gmail_and_see_mail_listed(web, context, gmail):
     page.get_by_role("button", name=re.compile("Boat club dues")).click()
     expect(page.get_by_role("article", name="Email")).to_contain_text("80 euros")
     shot(page, "mail")
+
+    # Once the mail worker has embedded it, an answer from mail only cites it, and the citation
+    # opens that email in the reader.
+    token = httpx.post(f"{web.url}/auth/token", data={"username": username, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def searchable() -> bool:
+        found = httpx.get(f"{web.url}/mail/search", params={"q": "boat club dues"}, headers=headers)
+        return found.status_code == 200 and bool(found.json()["results"])
+
+    wait_for(searchable, timeout=90, interval=0.5)  # the synced email is embedded by then
+    web.model.state.chat("The boat club dues are 80 euros ", "[1]", ".")
+    page.get_by_role("navigation").get_by_role("link", name="Ask").click()
+    page.get_by_label("Your question").fill("How much are the boat club dues?")
+    page.get_by_label("Search").select_option("mail")
+    page.get_by_role("button", name="Ask").click()
+    citation = page.locator(".turn .answer-text a.cite")
+    expect(citation).to_have_text("[1]")
+    expect(citation).to_have_attribute("title", re.compile("Boat club dues"))
+    citation.click()
+    expect(page).to_have_url(re.compile(r"/inbox\?email=[0-9a-f-]+$"))
+    expect(page.get_by_role("article", name="Email")).to_contain_text("80 euros")
 
 
 def test_an_admin_deactivates_a_user_whose_open_app_signs_out(web, browser, admin_cli):
