@@ -97,6 +97,14 @@ async def test_each_type_is_ingested_and_its_sentence_found(gateway, new_account
     assert original.content == content
     assert original.headers["content-type"].startswith(mime)
 
+    # The extracted text, which the viewer shows for every type but PDF: its words, not the
+    # file's bytes (a DOCX is a zip, an email MIME), and every passage stands in it as quoted.
+    text = await gateway.get(f"/documents/{created['id']}/text", headers=account.headers)
+    assert text.status_code == 200
+    assert text.headers["content-type"] == "text/plain; charset=utf-8"
+    assert best["text"] in text.text
+    assert text.text[best["start"] : best["end"]] == best["text"]
+
 
 async def test_bad_uploads_get_clear_errors_and_leave_nothing(gateway, new_account, stack):
     account = await new_account()
@@ -175,6 +183,7 @@ async def test_another_users_document_is_404_everywhere_and_never_in_search(gate
     for method, url, kwargs in [
         ("GET", path, {}),
         ("GET", f"{path}/content", {}),
+        ("GET", f"{path}/text", {}),
         ("PATCH", path, {"json": {"title": "x"}}),
         ("DELETE", path, {}),
         ("POST", f"{path}/reindex", {}),

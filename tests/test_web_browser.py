@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.files import pdf
+from tests.files import docx_file, pdf
 from tests.gmail_stub import mime_plain
 from tests.openai_stub import StubServer
 from tests.support import free_port, wait_for
@@ -185,6 +185,31 @@ def test_upload_a_pdf_ask_about_it_and_open_the_cited_page(web, context, tmp_pat
     expect(viewer).to_have_attribute("src", re.compile(r"^blob:.*#page=2$"))
     expect(page.get_by_role("heading", name=re.compile(r"lease\.pdf, page 2"))).to_be_visible()
     shot(page, "document-page")
+
+
+def test_a_cited_docx_opens_as_its_text_with_the_quote_marked(web, context, tmp_path):
+    username, _ = register(web, "wordy")
+    page = context.new_page()
+    sign_in(page, web, username)
+    page.get_by_role("navigation").get_by_role("link", name="Documents").click()
+    report = tmp_path / "herons.docx"
+    report.write_bytes(docx_file("The lighthouse keeper counted forty-two herons on the north pier."))
+    page.locator('input[type="file"]').set_input_files(str(report))
+    row = page.locator("tr", has_text="herons.docx")
+    expect(row).to_have_attribute("data-status", "ready", timeout=120_000)
+
+    web.model.state.chat("The keeper counted forty-two herons ", "[1]", ".")
+    page.get_by_role("navigation").get_by_role("link", name="Ask").click()
+    page.get_by_label("Your question").fill("How many herons did the lighthouse keeper count?")
+    page.get_by_role("button", name="Ask").click()
+    citation = page.locator(".turn .answer-text a.cite")
+    expect(citation).to_have_text("[1]")
+    citation.click()
+    expect(page).to_have_url(re.compile(r"/files/view\?id=[0-9a-f-]+&quote="))
+    text = page.locator("pre.document-text")
+    expect(text.locator("mark")).to_contain_text("herons")
+    assert "word/document.xml" not in text.inner_text()  # the words, not the zip's bytes
+    shot(page, "document-text")
 
 
 def test_rename_and_delete_conversations_and_search_the_history(web, context):

@@ -108,6 +108,16 @@ async def get_content(document_id: uuid.UUID, tx: UserTx, service: Service) -> F
     )
 
 
+@router.get("/{document_id}/text")
+async def get_text(document_id: uuid.UUID, tx: UserTx, service: Service) -> FileResponse:
+    """The text ingestion extracted from the file (a DOCX's, an email's, an HTML page's words):
+    every search passage is an exact substring of it."""
+    document = await service.get(tx, document_id)
+    return FileResponse(
+        service.text_path(document), media_type="text/plain; charset=utf-8", headers=USER_CONTENT_HEADERS
+    )
+
+
 @router.patch("/{document_id}", response_model=DocumentOut)
 async def update_document(
     document_id: uuid.UUID, body: DocumentUpdate, tx: UserTx, service: Service

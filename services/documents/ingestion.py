@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.documents.models import Document, Status
 from services.documents.settings import DocumentsSettings
-from services.documents.storage import document_dir, original_path, remove_tree
+from services.documents.storage import document_dir, original_path, remove_tree, text_path, write_text
 from shared.db import transaction
 from shared.embeddings import Embedder
 from shared.models import utcnow
@@ -75,6 +75,7 @@ class Ingestor:
             await self._fail(document_id, owner_id, "The stored file is missing or unreadable")
             return "failed"
         category, chunks = await self.split(extracted, kept_category)
+        await write_text(text_path(self.settings.uploads_dir, owner_id, document_id), extracted.text)
         if not chunks:
             await self._fail(document_id, owner_id, "The document contains no text")
             return "failed"

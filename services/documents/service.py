@@ -30,6 +30,7 @@ from services.documents.storage import (
     original_path,
     receive_upload,
     remove_tree,
+    text_path,
 )
 from shared.db import Transaction, like_pattern, within
 from shared.embeddings import Embedder
@@ -214,6 +215,14 @@ class DocumentsService:
 
     def content_path(self, document: Document) -> Path:
         return original_path(self.settings.uploads_dir, document.owner_id, document.id)
+
+    def text_path(self, document: Document) -> Path:
+        """The text ingestion extracted: what search passages quote and their offsets index.
+        Written before the chunks are embedded, so a document that can be cited has it."""
+        path = text_path(self.settings.uploads_dir, document.owner_id, document.id)
+        if not path.is_file():
+            raise NotFound("The document's text is not extracted yet", code="text_not_extracted")
+        return path
 
     async def update(self, tx: Transaction, document_id: uuid.UUID, data: DocumentUpdate) -> Document:
         document = await self.get(tx, document_id)

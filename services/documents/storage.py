@@ -1,6 +1,7 @@
 """Files on disk: uploads are streamed straight from the request into the user's directory,
 hashed and size-checked on the way, never held in memory and never named by the client."""
 
+import asyncio
 import hashlib
 import re
 import shutil
@@ -23,6 +24,8 @@ MAX_FIELD_BYTES = 8192
 MAX_FIELDS = 16
 MAX_FIELDS_TOTAL_BYTES = 64 * 1024
 ORIGINAL = "original"
+# The text ingestion extracted (what every chunk's offsets point into), for the document viewer.
+EXTRACTED_TEXT = "text.txt"
 log = structlog.get_logger(__name__)
 _MULTIPART_OVERHEAD = 64 * 1024  # headers and small fields around the file part
 
@@ -33,6 +36,20 @@ def document_dir(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> 
 
 def original_path(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> Path:
     return document_dir(uploads, owner_id, document_id) / ORIGINAL
+
+
+def text_path(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> Path:
+    return document_dir(uploads, owner_id, document_id) / EXTRACTED_TEXT
+
+
+def _write_text_sync(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)  # a reader sees the old text or the new, never half of one
+
+
+async def write_text(path: Path, text: str) -> None:
+    await asyncio.to_thread(_write_text_sync, path, text)
 
 
 def display_filename(raw: str | None) -> str:

@@ -6,8 +6,8 @@ import type { Document } from "../lib/types";
 import { errorText } from "../lib/action";
 
 /** A document at the cited page: a PDF in the browser's own viewer at #page=N, any other type
- * as its text with the quoted passage highlighted. The file is fetched with the access token
- * (a plain link could not send it) and shown from a blob: URL. */
+ * as its extracted text with the quoted passage highlighted. The file is fetched with the access
+ * token (a plain link could not send it) and shown from a blob: URL. */
 export function DocumentViewPage() {
   const [params] = useSearchParams();
   const id = params.get("id") ?? "";
@@ -23,14 +23,21 @@ export function DocumentViewPage() {
     (async () => {
       const meta = await session.json<Document>(`/documents/${id}`);
       setDocument(meta);
-      const response = await session.request(`/documents/${id}/content`);
-      if (!response.ok) throw await apiError(response);
       if (meta.mime_type === "application/pdf") {
+        const response = await session.request(`/documents/${id}/content`);
+        if (!response.ok) throw await apiError(response);
         objectUrl = URL.createObjectURL(await response.blob());
         setUrl(objectUrl);
-      } else {
-        setText(await response.text());
+        return;
       }
+      // The extracted text (a DOCX's or an email's words, not its bytes): quotes are exact
+      // substrings of it. A plain-text file ingested before the text was kept: the file itself.
+      let response = await session.request(`/documents/${id}/text`);
+      if (response.status === 404 && meta.mime_type.startsWith("text/")) {
+        response = await session.request(`/documents/${id}/content`);
+      }
+      if (!response.ok) throw await apiError(response);
+      setText(await response.text());
     })().catch((caught) => setError(errorText(caught)));
     return () => {
       if (objectUrl) URL.revokeObjectURL(objectUrl);
