@@ -221,7 +221,10 @@ class DocumentsService:
         Written before the chunks are embedded, so a document that can be cited has it."""
         path = text_path(self.settings.uploads_dir, document.owner_id, document.id)
         if not path.is_file():
-            raise NotFound("The document's text is not extracted yet", code="text_not_extracted")
+            raise NotFound(
+                "The document's text is not extracted yet (reindexing the document extracts it)",
+                code="text_not_extracted",
+            )
         return path
 
     async def update(self, tx: Transaction, document_id: uuid.UUID, data: DocumentUpdate) -> Document:
