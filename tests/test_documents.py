@@ -292,6 +292,23 @@ async def test_reindex_replaces_chunks_without_duplicates(gateway, new_account, 
     assert count == document["chunk_count"]
 
 
+async def test_a_document_without_its_extracted_text_gets_it_back_by_reindexing(gateway, new_account, stack):
+    """As one ingested before the text was kept: the text is a clear 404, and a reindex makes it."""
+    account = await new_account()
+    document = await uploaded_ready(gateway, account, "old.docx", files.docx_file())
+    kept = uploads_dir(stack) / account.id / document["id"] / "text.txt"
+    assert "herons" in kept.read_text(encoding="utf-8")
+    kept.unlink()
+    missing = await gateway.get(f"/documents/{document['id']}/text", headers=account.headers)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "text_not_extracted"
+    response = await gateway.post(f"/documents/{document['id']}/reindex", headers=account.headers)
+    assert response.status_code == 202
+    assert (await wait_settled(gateway, account, document["id"]))["status"] == "ready"
+    text = await gateway.get(f"/documents/{document['id']}/text", headers=account.headers)
+    assert text.status_code == 200 and "herons" in text.text
+
+
 async def test_purging_a_user_leaves_no_rows_files_or_vectors(
     gateway, new_account, new_admin, vectors, stack, db
 ):
