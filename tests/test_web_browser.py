@@ -352,6 +352,43 @@ def test_an_admin_deactivates_a_user_whose_open_app_signs_out(web, browser, admi
         admin_context.close()
 
 
+def test_an_admin_creates_promotes_demotes_and_deletes_a_user_all_audited(web, context, admin_cli):
+    admin_name = f"chief_{uuid.uuid4().hex[:8]}"
+    assert admin_cli(admin_name, f"{admin_name}@example.com", ADMIN_PASSWORD).returncode == 0
+    page = context.new_page()
+    sign_in(page, web, admin_name, ADMIN_PASSWORD)
+    page.get_by_role("navigation").get_by_role("link", name="Admin").click()
+    newcomer = f"newcomer_{uuid.uuid4().hex[:8]}"
+    form = page.get_by_role("form", name="Create a user")
+    form.get_by_label("Username").fill(newcomer)
+    form.get_by_label("Email").fill(f"{newcomer}@example.com")
+    form.get_by_label("Password").fill("short")  # refused by the browser: under 8 characters
+    form.get_by_role("button", name="Create").click()
+    form.get_by_label("Password").fill(PASSWORD)
+    form.get_by_role("button", name="Create").click()
+
+    page.get_by_role("searchbox", name="Find users").fill(newcomer)
+    page.get_by_role("button", name="Search").click()
+    row = page.locator("tr", has_text=newcomer)
+    expect(row.get_by_role("cell", name="user", exact=True)).to_be_visible()
+    row.get_by_role("button", name=f"Promote {newcomer}").click()
+    expect(row.get_by_role("cell", name="admin", exact=True)).to_be_visible()
+    row.get_by_role("button", name=f"Demote {newcomer}").click()
+    expect(row.get_by_role("cell", name="user", exact=True)).to_be_visible()
+    audit = page.locator("ul.audit")
+    expect(audit).to_contain_text("user.create")
+    expect(audit).to_contain_text('"is_admin":true')
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete ... and everything they stored?"
+    row.get_by_role("button", name=f"Delete {newcomer}").click()
+    expect(page.locator("tr", has_text=newcomer)).to_have_count(0)
+    expect(audit).to_contain_text("user.delete")
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+    # The newcomer is gone: signing in as them is refused.
+    login = httpx.post(f"{web.url}/auth/token", data={"username": newcomer, "password": PASSWORD})
+    assert login.status_code == 401
+
+
 def test_the_api_docs_render_without_a_cdn(web, context):
     page = context.new_page()
     outside: list[str] = []

@@ -58,6 +58,7 @@ export function AdminPage({ me }: { me: Me }) {
     if (!window.confirm(`Delete ${user.username} and everything they stored?`)) return;
     try {
       await session.json(`/admin/users/${user.id}`, { method: "DELETE" });
+      setError("");
       await load();
     } catch (caught) {
       setError(explain(caught));
@@ -79,6 +80,7 @@ export function AdminPage({ me }: { me: Me }) {
         },
       });
       formElement.reset();
+      setError("");
       await load();
     } catch (caught) {
       setError(explain(caught));
@@ -129,11 +131,16 @@ export function AdminPage({ me }: { me: Me }) {
                 <button type="button" className="small" onClick={() => void change(user, { is_active: !user.is_active })}>
                   {user.is_active ? `Deactivate ${user.username}` : `Activate ${user.username}`}
                 </button>
-                <button type="button" className="small" onClick={() => void change(user, { is_admin: !user.is_admin })}>
+                <button
+                  type="button"
+                  className="small"
+                  aria-label={`${user.is_admin ? "Demote" : "Promote"} ${user.username}`}
+                  onClick={() => void change(user, { is_admin: !user.is_admin })}
+                >
                   {user.is_admin ? "Demote" : "Promote"}
                 </button>
                 {user.id !== me.id && (
-                  <button type="button" className="small" onClick={() => void remove(user)}>
+                  <button type="button" className="small" aria-label={`Delete ${user.username}`} onClick={() => void remove(user)}>
                     Delete
                   </button>
                 )}
