@@ -152,6 +152,8 @@ def test_content_wins_over_the_extension() -> None:
     "head",
     [
         pytest.param(PNG, id="png"),
+        pytest.param(PNG[:8], id="png-signature-only"),  # mostly printable, still an image
+        pytest.param(b"GIF89a\x01\x00\x01\x00\x80\x00\x00", id="gif-header"),
         pytest.param(make_zip({"a.txt": "hello"}), id="zip"),
         pytest.param(
             make_zip({"[Content_Types].xml": "<x/>", "_rels/.rels": "<x/>", "xl/workbook.xml": "<x/>"}),
@@ -164,6 +166,11 @@ def test_content_wins_over_the_extension() -> None:
 )
 def test_rejects_unsupported_content(head: bytes) -> None:
     assert detect_type(head[:8192], "file.txt") is None
+
+
+@pytest.mark.parametrize("text", [b"BMW service invoice\n", b"ID3 tags explained\n", b"MZ notes\n"])
+def test_text_that_starts_like_a_binary_signature_is_still_text(text: bytes) -> None:
+    assert detect_type(text, "notes.txt") == TEXT
 
 
 # --- extract ---

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.files import docx_file, pdf
+from tests.files import PNG, docx_file, pdf
 from tests.gmail_stub import mime_plain
 from tests.openai_stub import StubServer
 from tests.support import free_port, wait_for
@@ -210,6 +210,42 @@ def test_a_cited_docx_opens_as_its_text_with_the_quote_marked(web, context, tmp_
     expect(text.locator("mark")).to_contain_text("herons")
     assert "word/document.xml" not in text.inner_text()  # the words, not the zip's bytes
     shot(page, "document-text")
+
+
+def test_drop_files_then_rename_and_delete_a_document(web, context):
+    """Files dropped on the page upload at once (a refused one says why, beside the others);
+    a document is renamed, a too-long title is refused in the alert, and it is deleted."""
+    username, _ = register(web, "dropper")
+    page = context.new_page()
+    sign_in(page, web, username)
+    page.get_by_role("navigation").get_by_role("link", name="Documents").click()
+    page.evaluate(
+        """(png) => {
+            const files = new DataTransfer();
+            const text = "The ferry to the island leaves at seven.";
+            files.items.add(new File([text], "ferry.txt", {type: "text/plain"}));
+            files.items.add(new File([new Uint8Array(png)], "photo.png"));
+            const zone = document.querySelector(".dropzone");
+            const init = {dataTransfer: files, bubbles: true, cancelable: true};
+            for (const type of ["dragover", "drop"]) zone.dispatchEvent(new DragEvent(type, init));
+        }""",
+        list(PNG),  # a real image: refused with 415
+    )
+    uploads = page.get_by_role("list", name="Uploads")
+    expect(uploads.get_by_role("listitem").filter(has_text="photo.png").locator(".error")).to_be_visible()
+    row = page.locator("tr", has_text="ferry.txt")
+    expect(row).to_have_attribute("data-status", "ready", timeout=120_000)
+
+    page.once("dialog", lambda dialog: dialog.accept("Ferry timetable"))
+    row.get_by_role("button", name=re.compile("^Rename")).click()
+    renamed = page.locator("tr", has_text="Ferry timetable")
+    expect(renamed).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept("t" * 301))  # over the 300-character limit
+    renamed.get_by_role("button", name="Rename Ferry timetable").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    renamed.get_by_role("button", name="Delete Ferry timetable").click()
+    expect(page.locator("tr", has_text="Ferry timetable")).to_have_count(0)
 
 
 def test_rename_and_delete_conversations_and_search_the_history(web, context):

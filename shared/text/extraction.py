@@ -108,6 +108,8 @@ def detect_type(head: bytes, filename: str | None = None) -> str | None:
         return PDF
     if filetype.get_type(mime=DOCX).match(head):  # a zip whose first entries include word/
         return DOCX
+    if filetype.guess(head) is not None and not _is_utf8(head):
+        return None  # a binary signature (an image, an archive); "BMW invoice" text starts like a BMP
     text = _decode_head(head)
     if text is None:
         return None
@@ -118,6 +120,14 @@ def detect_type(head: bytes, filename: str | None = None) -> str | None:
     if filename and Path(filename).suffix.lower() in _MARKDOWN_SUFFIXES:
         return MARKDOWN
     return TEXT
+
+
+def _is_utf8(head: bytes) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode_head(head: bytes) -> str | None:

@@ -105,17 +105,26 @@ export function DocumentsPage() {
     }
   }
 
-  async function rename(document: Document) {
-    const title = window.prompt("New title", document.title);
-    if (!title) return;
-    await session.json(`/documents/${document.id}`, { method: "PATCH", body: { title } });
-    await load();
+  // A refusal (a title too long, a document deleted in another tab) shows in the page's alert.
+  async function reporting(action: () => Promise<unknown>) {
+    setError("");
+    try {
+      await action();
+      await load();
+    } catch (caught) {
+      setError(errorText(caught));
+    }
   }
 
-  async function remove(document: Document) {
+  function rename(document: Document) {
+    const title = window.prompt("New title", document.title);
+    if (!title) return;
+    void reporting(() => session.json(`/documents/${document.id}`, { method: "PATCH", body: { title } }));
+  }
+
+  function remove(document: Document) {
     if (!window.confirm(`Delete “${document.title}”? Its passages leave every future answer.`)) return;
-    await session.json(`/documents/${document.id}`, { method: "DELETE" });
-    await load();
+    void reporting(() => session.json(`/documents/${document.id}`, { method: "DELETE" }));
   }
 
   return (
@@ -182,10 +191,10 @@ export function DocumentsPage() {
               <td>{bytes(d.size)}</td>
               <td>{when(d.created_at)}</td>
               <td>
-                <button type="button" className="small" onClick={() => void rename(d)}>
+                <button type="button" className="small" aria-label={`Rename ${d.title}`} onClick={() => rename(d)}>
                   Rename
                 </button>
-                <button type="button" className="small" onClick={() => void remove(d)}>
+                <button type="button" className="small" aria-label={`Delete ${d.title}`} onClick={() => remove(d)}>
                   Delete
                 </button>
               </td>
