@@ -1,4 +1,4 @@
-import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useRef, useState } from "react";
 
 import type { Me } from "../App";
 import { when } from "../lib/format";
@@ -34,15 +34,26 @@ export function AdminPage({ me }: { me: Me }) {
   const [offset, setOffset] = useState(0);
   const [error, setError] = useState("");
 
+  // What the table shows now, for loads started by an action (create, delete) whose closure is
+  // older than the latest search; and the newest load, so a slower older one never overwrites it.
+  const shown = useRef({ q, offset });
+  shown.current = { q, offset };
+  const newest = useRef(0);
+
   const load = useCallback(async () => {
-    const query = q ? `&q=${encodeURIComponent(q)}` : "";
-    setUsers(await session.json<Page<User>>(`/admin/users?limit=${PAGE}&offset=${offset}${query}`));
-    setAudit((await session.json<Page<Audit>>("/admin/audit?limit=20")).items);
-  }, [q, offset]);
+    const ticket = ++newest.current;
+    const { q: current, offset: at } = shown.current;
+    const query = current ? `&q=${encodeURIComponent(current)}` : "";
+    const page = await session.json<Page<User>>(`/admin/users?limit=${PAGE}&offset=${at}${query}`);
+    const log = await session.json<Page<Audit>>("/admin/audit?limit=20");
+    if (ticket !== newest.current) return;
+    setUsers(page);
+    setAudit(log.items);
+  }, []);
 
   useEffect(() => {
     void load().catch((caught) => setError(errorText(caught)));
-  }, [load]);
+  }, [load, q, offset]);
 
   async function change(user: User, body: Record<string, unknown>) {
     try {
