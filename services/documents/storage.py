@@ -17,6 +17,7 @@ import structlog
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from shared.errors import BadRequest, DomainError, Invalid, TooLarge, UnsupportedMediaType
+from shared.files import write_file
 
 SNIFF_BYTES = 8192
 MAX_FIELD_BYTES = 8192
@@ -42,14 +43,9 @@ def text_path(uploads: Path, owner_id: uuid.UUID, document_id: uuid.UUID) -> Pat
     return document_dir(uploads, owner_id, document_id) / EXTRACTED_TEXT
 
 
-def _write_text_sync(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)  # a reader sees the old text or the new, never half of one
-
-
 async def write_text(path: Path, text: str) -> None:
-    await asyncio.to_thread(_write_text_sync, path, text)
+    """Replace the kept text whole: the viewer reads the old text or the new, never half."""
+    await asyncio.to_thread(write_file, path, text.encode("utf-8"))
 
 
 def display_filename(raw: str | None) -> str:

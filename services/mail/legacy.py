@@ -29,11 +29,12 @@ from services.mail.classification import EMAIL_TYPES
 from services.mail.crypto import TokenCipher
 from services.mail.legacy_sql import EXISTING_EMAILS, INSERT_EMAILS, VERIFY_EMAILS, driver
 from services.mail.legacy_tokens import LegacyTokens
-from services.mail.mailbox import attachment_path, write_file
+from services.mail.mailbox import attachment_path
 from services.mail.models import AccountStatus, EmailAccount, EmailAttachment
 from services.mail.queue import enqueue_index
 from services.mail.settings import MailSettings
 from shared.db import create_engine, session_factory, transaction
+from shared.files import write_file
 from shared.legacy import BadValue, LegacySource, ServiceReport, legacy_uuid
 from shared.legacy.cli import Importer, ImportOptions, legacy_owners, progress
 from shared.legacy.files import find_legacy_file

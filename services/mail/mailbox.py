@@ -2,7 +2,6 @@
 with their attachment files and vectors. Used by the sync and by account removal."""
 
 import base64
-import secrets
 import shutil
 import uuid
 from collections.abc import Collection, Iterable, Sequence
@@ -14,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.mail.models import Email, EmailAttachment
+from shared.files import write_file
 from shared.models import utcnow
 from shared.text.extraction import DOCX, HTML, MARKDOWN, PDF, TEXT
 from shared.text.mail import Address, ParsedMessage, attachment_bytes
@@ -140,14 +140,6 @@ def _skip_reason(mime_type: str, size: int, limit: int) -> str:
     if mime_type not in INDEXABLE_TYPES:
         return f"{mime_type} is not indexed"
     return "empty" if size == 0 else f"larger than {limit} bytes"
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write whole or not at all: a reader never sees half a file, two writers never collide."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 def decode_raw(body: dict) -> bytes:

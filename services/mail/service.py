@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.mail.classification import EmailType
 from services.mail.crypto import TokenCipher, TokenDecryptionError
 from services.mail.google import Google, GoogleError, InvalidGrant, Pkce
-from services.mail.mailbox import attachment_path, decode_raw, delete_account_mail, write_file
+from services.mail.mailbox import attachment_path, decode_raw, delete_account_mail
 from services.mail.models import (
     AccountStatus,
     Email,
@@ -41,6 +41,7 @@ from services.mail.tokens import AccountTokens
 from shared.db import Transaction, like_pattern, transaction, within
 from shared.embeddings import Embedder
 from shared.errors import BadRequest, Conflict, NotFound, Unavailable, UpstreamFailed
+from shared.files import write_file
 from shared.models import utcnow
 from shared.passages import Passage, chunk_text, hybrid_search, narrowing
 from shared.text.mail import attachment_bytes
