@@ -108,8 +108,6 @@ def detect_type(head: bytes, filename: str | None = None) -> str | None:
         return PDF
     if filetype.get_type(mime=DOCX).match(head):  # a zip whose first entries include word/
         return DOCX
-    if filetype.guess(head) is not None and not _is_utf8(head):
-        return None  # a binary signature (an image, an archive); "BMW invoice" text starts like a BMP
     text = _decode_head(head)
     if text is None:
         return None
@@ -120,14 +118,6 @@ def detect_type(head: bytes, filename: str | None = None) -> str | None:
     if filename and Path(filename).suffix.lower() in _MARKDOWN_SUFFIXES:
         return MARKDOWN
     return TEXT
-
-
-def _is_utf8(head: bytes) -> bool:
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _decode_head(head: bytes) -> str | None:
@@ -148,6 +138,10 @@ def _decode_head(head: bytes) -> str | None:
         try:
             text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         except UnicodeDecodeError:
+            # Not UTF-8: a known binary signature (an image, an archive) is no legacy-encoded text.
+            # Only here: UTF-8 text such as "BMW invoice" starts like a BMP to filetype.
+            if filetype.guess(head) is not None:
+                return None
             best = charset_normalizer.from_bytes(head).best()
             if best is None:
                 return None
