@@ -14,6 +14,21 @@ export function errorText(error: unknown): string {
   return "The server could not be reached. Try again.";
 }
 
+/** Run an action whose refusal belongs in the page's alert: the old error cleared first, a new
+ * one shown in plain words (``explain`` picks the words), never an unhandled rejection. */
+export async function reporting(
+  setError: (message: string) => void,
+  action: () => Promise<unknown>,
+  explain: (error: unknown) => string = errorText,
+): Promise<void> {
+  setError("");
+  try {
+    await action();
+  } catch (caught) {
+    setError(explain(caught));
+  }
+}
+
 /** A form's submit: busy while it runs, its error shown in plain words, cleared on the next try. */
 export function useAction() {
   const [busy, setBusy] = useState(false);
@@ -21,11 +36,8 @@ export function useAction() {
 
   async function run(action: () => Promise<void>): Promise<void> {
     setBusy(true);
-    setError("");
     try {
-      await action();
-    } catch (caught) {
-      setError(errorText(caught));
+      await reporting(setError, action);
     } finally {
       setBusy(false);
     }

@@ -4,7 +4,7 @@ import type { Me } from "../App";
 import { when } from "../lib/format";
 import { ApiError, session } from "../lib/session";
 import type { Page } from "../lib/types";
-import { errorText } from "../lib/action";
+import { errorText, reporting } from "../lib/action";
 
 interface User {
   id: string;
@@ -55,32 +55,26 @@ export function AdminPage({ me }: { me: Me }) {
     void load().catch((caught) => setError(errorText(caught)));
   }, [load, q, offset]);
 
-  async function change(user: User, body: Record<string, unknown>) {
-    try {
+  function change(user: User, body: Record<string, unknown>) {
+    void reporting(setError, async () => {
       await session.json(`/admin/users/${user.id}`, { method: "PATCH", body });
-      setError("");
       await load();
-    } catch (caught) {
-      setError(explain(caught));
-    }
+    }, explain);
   }
 
-  async function remove(user: User) {
+  function remove(user: User) {
     if (!window.confirm(`Delete ${user.username} and everything they stored?`)) return;
-    try {
+    void reporting(setError, async () => {
       await session.json(`/admin/users/${user.id}`, { method: "DELETE" });
-      setError("");
       await load();
-    } catch (caught) {
-      setError(explain(caught));
-    }
+    }, explain);
   }
 
   async function create(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
-    try {
+    await reporting(setError, async () => {
       await session.json("/admin/users", {
         method: "POST",
         body: {
@@ -91,11 +85,8 @@ export function AdminPage({ me }: { me: Me }) {
         },
       });
       formElement.reset();
-      setError("");
       await load();
-    } catch (caught) {
-      setError(explain(caught));
-    }
+    }, explain);
   }
 
   return (
@@ -139,19 +130,19 @@ export function AdminPage({ me }: { me: Me }) {
               </td>
               <td>{when(user.created_at)}</td>
               <td>
-                <button type="button" className="small" onClick={() => void change(user, { is_active: !user.is_active })}>
+                <button type="button" className="small" onClick={() => change(user, { is_active: !user.is_active })}>
                   {user.is_active ? `Deactivate ${user.username}` : `Activate ${user.username}`}
                 </button>
                 <button
                   type="button"
                   className="small"
                   aria-label={`${user.is_admin ? "Demote" : "Promote"} ${user.username}`}
-                  onClick={() => void change(user, { is_admin: !user.is_admin })}
+                  onClick={() => change(user, { is_admin: !user.is_admin })}
                 >
                   {user.is_admin ? "Demote" : "Promote"}
                 </button>
                 {user.id !== me.id && (
-                  <button type="button" className="small" aria-label={`Delete ${user.username}`} onClick={() => void remove(user)}>
+                  <button type="button" className="small" aria-label={`Delete ${user.username}`} onClick={() => remove(user)}>
                     Delete
                   </button>
                 )}

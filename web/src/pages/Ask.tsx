@@ -5,7 +5,7 @@ import { readEvents } from "../lib/sse";
 import { apiError, session } from "../lib/session";
 import type { Conversation, Page, Query } from "../lib/types";
 import { Answer } from "./Answer";
-import { errorText } from "../lib/action";
+import { errorText, reporting } from "../lib/action";
 
 interface Live {
   question: string;
@@ -99,21 +99,10 @@ export function AskPage() {
     setCurrent(conversation);
   }
 
-  // The sidebar's and the feedback buttons' actions: a refusal (a name too long, a conversation
-  // deleted in another tab) shows in the page's alert instead of vanishing.
-  async function reporting(action: () => Promise<void>) {
-    setError("");
-    try {
-      await action();
-    } catch (caught) {
-      setError(errorText(caught));
-    }
-  }
-
   function rename(conversation: Conversation) {
     const title = window.prompt("New name", conversation.title);
     if (!title) return;
-    void reporting(async () => {
+    void reporting(setError, async () => {
       await session.json(`/conversations/${conversation.id}`, { method: "PATCH", body: { title } });
       await loadConversations();
     });
@@ -121,7 +110,7 @@ export function AskPage() {
 
   function remove(conversation: Conversation) {
     if (!window.confirm(`Delete “${conversation.title}” and its answers?`)) return;
-    void reporting(async () => {
+    void reporting(setError, async () => {
       await session.json(`/conversations/${conversation.id}`, { method: "DELETE" });
       if (current === conversation.id) choose(null);
       await loadConversations();
@@ -129,7 +118,7 @@ export function AskPage() {
   }
 
   function rate(query: Query, rating: "up" | "down") {
-    void reporting(async () => {
+    void reporting(setError, async () => {
       const updated = await session.json<Query>(`/queries/${query.id}/feedback`, { method: "POST", body: { rating } });
       setQueries((before) => before.map((q) => (q.id === updated.id ? updated : q)));
     });

@@ -4,7 +4,7 @@ import { Link } from "react-router-dom";
 import { bytes, when } from "../lib/format";
 import { ApiError, session } from "../lib/session";
 import type { Document, Page } from "../lib/types";
-import { errorText } from "../lib/action";
+import { errorText, reporting } from "../lib/action";
 
 interface Upload {
   name: string;
@@ -105,26 +105,21 @@ export function DocumentsPage() {
     }
   }
 
-  // A refusal (a title too long, a document deleted in another tab) shows in the page's alert.
-  async function reporting(action: () => Promise<unknown>) {
-    setError("");
-    try {
-      await action();
-      await load();
-    } catch (caught) {
-      setError(errorText(caught));
-    }
-  }
-
   function rename(document: Document) {
     const title = window.prompt("New title", document.title);
     if (!title) return;
-    void reporting(() => session.json(`/documents/${document.id}`, { method: "PATCH", body: { title } }));
+    void reporting(setError, async () => {
+      await session.json(`/documents/${document.id}`, { method: "PATCH", body: { title } });
+      await load();
+    });
   }
 
   function remove(document: Document) {
     if (!window.confirm(`Delete “${document.title}”? Its passages leave every future answer.`)) return;
-    void reporting(() => session.json(`/documents/${document.id}`, { method: "DELETE" }));
+    void reporting(setError, async () => {
+      await session.json(`/documents/${document.id}`, { method: "DELETE" });
+      await load();
+    });
   }
 
   return (
