@@ -34,7 +34,7 @@ def chunk_id(document_id: uuid.UUID, index: int) -> uuid.UUID:
 def classify_and_chunk(
     extracted: Extracted, kept_category: Category | None, sizes: ChunkSizes
 ) -> tuple[Category, list[TextChunk]]:
-    """CPU work (about 1.4 s for 5 MB of text; see :meth:`Ingestor.split`). A category already
+    """CPU work (about 1.4 s for 5 MB of text, measured once; see :meth:`Ingestor.split`). A category already
     set (imported) stays."""
     category = kept_category or classify(extracted)
     return category, chunk(extracted, category, sizes)
