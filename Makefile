@@ -88,9 +88,10 @@ test: lint web-test web/dist/index.html
 screenshots: $(VENV)/.dev web/dist/index.html
 	PAI_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest tests/test_web_browser.py
 
-## bench: every benchmark (gateway overhead, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader, web app; needs pgloader and chromium)
+## bench: every benchmark (gateway overhead, the embedding encoder vs sentence-transformers, ingestion per precision, search latency, Gmail sync vs quota, memory, abuse, answers, legacy import vs pgloader, web app; needs pgloader and chromium)
 bench: $(VENV)/.dev web/dist/index.html
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/mail_sync.py

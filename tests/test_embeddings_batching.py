@@ -48,3 +48,34 @@ async def test_large_requests_are_never_shared():
         assert results[0] == results[1] and sum(len(call) for call in calls) == 12
     finally:
         await batcher.stop()
+
+
+async def test_on_idle_runs_once_after_passes_and_not_while_busy():
+    """The process gives its passes' buffers back once it has been idle ``idle_seconds``: never
+    before a first pass, never between passes of a busy spell, once per spell."""
+    release, calls, idle = threading.Event(), [], []
+    release.set()
+    batcher = Batcher(
+        stand_in_model(release, calls),
+        max_batch=8,
+        max_wait_seconds=0,
+        on_idle=lambda: idle.append(len(calls)),
+        idle_seconds=0.2,
+    )
+    batcher.start()
+    try:
+        await asyncio.sleep(0.4)
+        assert idle == []  # nothing encoded yet: nothing to give back
+        for i in range(5):  # a busy spell: requests closer together than idle_seconds
+            await batcher.embed([f"text {i}"])
+            await asyncio.sleep(0.05)
+        assert idle == []
+        await asyncio.sleep(0.4)
+        assert idle == [5]  # once, after the spell's last pass
+        await asyncio.sleep(0.4)
+        assert idle == [5]  # and not again until there is work again
+        await batcher.embed(["one more"])
+        await asyncio.sleep(0.4)
+        assert idle == [5, 6]
+    finally:
+        await batcher.stop()

@@ -15,6 +15,7 @@ from services.embeddings.settings import EmbeddingsSettings, get_settings
 from shared.app import build_app
 from shared.embeddings import LocalEmbedder, local_identity
 from shared.logging import configure_logging
+from shared.memory import release_free_memory
 
 
 def create_app(settings: EmbeddingsSettings | None = None) -> FastAPI:
@@ -24,8 +25,13 @@ def create_app(settings: EmbeddingsSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         model = await asyncio.to_thread(LocalEmbedder, settings)  # seconds: off the event loop
+        idle_seconds = settings.embeddings_idle_release_seconds
         batcher = Batcher(
-            model.encode_batch, settings.embeddings_max_batch, settings.embeddings_batch_wait_ms / 1000
+            model.encode_batch,
+            settings.embeddings_max_batch,
+            settings.embeddings_batch_wait_ms / 1000,
+            on_idle=release_free_memory if idle_seconds > 0 else None,
+            idle_seconds=idle_seconds,
         )
         batcher.start()
         app.state.embeddings = EmbeddingsService(

@@ -7,6 +7,8 @@ search query. :class:`Batcher` queues requests and encodes them together, up to
 at most the pass already running, never behind a whole backlog of ingestion. A small request
 for texts already queued or being encoded waits for those vectors instead of another pass:
 the assistant's two searches (documents and mail) send the same question at the same moment.
+When nothing has come for ``idle_seconds`` after a pass, ``on_idle`` runs once (the process
+gives the passes' freed buffers back to the OS, see shared/memory.py).
 """
 
 import asyncio
@@ -42,6 +44,8 @@ class Batcher:
     encode: Callable[[list[str], int | None], list[list[float]]]  # texts, torch threads
     max_batch: int
     max_wait_seconds: float
+    on_idle: Callable[[], object] | None = None  # run in a thread once the batcher goes idle
+    idle_seconds: float = 1.0
     _small: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
     _large: asyncio.Queue[_Request] = field(default_factory=asyncio.Queue)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -89,11 +93,20 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        busy_since_idle = False
         while True:
             if self._small.empty() and self._large.empty():
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                if busy_since_idle and self.on_idle is not None:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), self.idle_seconds)
+                    except TimeoutError:
+                        await asyncio.to_thread(self.on_idle)
+                        busy_since_idle = False
+                else:
+                    await self._wakeup.wait()
                 continue
+            busy_since_idle = True
             first = self._take(budget=self.max_batch + 10**9)  # never None: a queue is not empty
             assert first is not None
             batch, size = [first], len(first.texts)
