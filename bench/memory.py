@@ -111,15 +111,27 @@ def make_run_stack(backend: str) -> Iterator[tuple[Process, dict[str, str]]]:
 
 
 def processes(stack: Process) -> dict[str, psutil.Process]:
-    """The stack's processes by ``<service> <serve|worker>``."""
-    found = {}
+    """The stack's processes by ``<service> <serve|worker>``, and what those started: the
+    extraction child that parses untrusted files, multiprocessing's resource tracker
+    (``<service> <what>``)."""
+    found: dict[str, psutil.Process] = {}
+    owners: dict[int, str] = {}
+    others = []
     for child in psutil.Process(stack.pid).children(recursive=True):
         command = " ".join(child.cmdline())
         match = re.search(r"-m services\.(\w+) (serve|worker)", command)
         if match:
             found[f"{match[1]} {match[2]}"] = child
+            owners[child.pid] = match[1]
         elif "-m llama_cpp.server" in command:  # services.llm replaced itself with the server
             found["llm serve"] = child
+        else:
+            others.append((child, command))
+    for child, command in others:
+        owner = next((owners[p.pid] for p in child.parents() if p.pid in owners), None)
+        if owner is not None:
+            what = "tracker" if "resource_tracker" in command else "child"
+            found[f"{owner} {what} {child.pid}"] = child
     return found
 
 
@@ -191,18 +203,18 @@ def mb(value: int) -> str:
 def report(measures: list[Measure]) -> None:
     for measure in measures:
         print(f"\n{measure.backend}: resident memory per process, MiB (RSS / PSS), {measure.chunks} chunks")
-        names = sorted(measure.rss["start-up"])
-        print(f"{'process':<22}" + "".join(f"{stage:>20}" for stage in STAGES))
+        names = sorted({name for stage in STAGES for name in measure.rss[stage]})
+        print(f"{'process':<26}" + "".join(f"{stage:>20}" for stage in STAGES))
         for name in names:
             cells = "".join(
                 f"{mb(measure.rss[stage].get(name, 0))} /{mb(measure.pss[stage].get(name, 0))}  "
                 for stage in STAGES
             )
-            print(f"{name:<22}{cells}")
+            print(f"{name:<26}{cells}")
         totals = "".join(
             f"{mb(sum(measure.rss[s].values()))} /{mb(sum(measure.pss[s].values()))}  " for s in STAGES
         )
-        print(f"{'total':<22}{totals}")
+        print(f"{'total':<26}{totals}")
     print("\nsearch through the gateway (GET /documents/search, k=10, sequential):")
     print(f"{'backend':<12} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for measure in measures:
