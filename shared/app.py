@@ -11,7 +11,6 @@ from starlette.responses import JSONResponse
 
 from shared.auth import JwksKeys, KeySource, RevocationList, TokenVerifier
 from shared.config import CommonSettings
-from shared.db import create_engine, session_factory
 from shared.errors import install_error_handlers
 from shared.health import Check, postgres_check, readiness, redis_check
 from shared.middleware import RequestContextMiddleware, metrics_endpoint
@@ -52,6 +51,8 @@ async def service_resources(
 ) -> AsyncIterator[None]:
     """Open the engine (as the service's own role), Redis and the token verifier on
     ``app.state`` for the app's lifetime. Keys default to the auth service's JWKS."""
+    from shared.db import create_engine, session_factory  # SQLAlchemy: not for the gateway's sake
+
     engine = create_engine(database_url)
     redis = create_redis(settings.redis_url)
     http = httpx.AsyncClient()

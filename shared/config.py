@@ -5,7 +5,6 @@ service only sees the knobs it uses. The README lists every setting.
 """
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 DEFAULT_ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/pai"
 
@@ -42,5 +41,7 @@ def service_database_url(admin_url: str, role: str, explicit: str | None) -> str
     """A service's DSN: the explicit one if set, else the admin DSN with the service role."""
     if explicit:
         return explicit
+    from sqlalchemy.engine import make_url  # only services with a database: the gateway has none
+
     url = make_url(admin_url).set(username=role, password=None)
     return url.render_as_string(hide_password=False)

@@ -2,18 +2,21 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the services with a database, not the gateway's
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 Check = Callable[[], Awaitable[Any]]
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
-def postgres_check(engine: AsyncEngine) -> Check:
+def postgres_check(engine: "AsyncEngine") -> Check:
+    from sqlalchemy import text
+
     async def check() -> None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

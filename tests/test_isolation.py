@@ -2,6 +2,7 @@
 capped child process catches whatever else runs away, without hurting the caller."""
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -77,9 +78,50 @@ async def test_a_runaway_extraction_fails_alone_and_the_next_file_is_read(tmp_pa
 
 
 def test_limits_come_from_settings() -> None:
-    settings = ExtractionSettings(extract_max_pages=7, extract_cpu_seconds=9, extract_memory_bytes=2**30)
+    settings = ExtractionSettings(
+        extract_max_pages=7, extract_cpu_seconds=9, extract_memory_bytes=2**30, extract_idle_seconds=0
+    )
     assert settings.extraction_limits.max_pages == 7
-    assert settings.isolation_limits == IsolationLimits(memory_bytes=2**30, cpu_seconds=9)
+    assert settings.isolation_limits == IsolationLimits(memory_bytes=2**30, cpu_seconds=9, idle_seconds=0)
+    assert ExtractionSettings().isolation_limits.idle_seconds == 5.0
+
+
+def children() -> set[int]:
+    return {child.pid for child in multiprocessing.active_children()}
+
+
+async def test_the_child_serves_files_in_a_row_and_exits_when_idle(tmp_path: Path) -> None:
+    """One child while files keep coming; gone after ``idle_seconds`` without one (it holds the
+    parsers' memory); a new child reads the next file."""
+    small = write(tmp_path, "small.txt", b"The herons are back.")
+    before = children()
+    extractor = IsolatedExtractor(isolation=IsolationLimits(idle_seconds=0.6))
+    try:
+        started: set[int] = set()
+        for _ in range(4):  # closer together than the idle time
+            assert (await extractor.extract(small, TEXT)).text == "The herons are back."
+            started |= children() - before
+            await asyncio.sleep(0.2)
+        assert len(started) == 1
+        (first,) = started
+        assert psutil.pid_exists(first)
+        for _ in range(100):  # the event loop must run for the idle timer to fire
+            if first not in children():
+                break
+            await asyncio.sleep(0.1)
+        assert first not in children() and not psutil.pid_exists(first)
+        assert (await extractor.extract(small, TEXT)).text == "The herons are back."
+        assert len(children() - before - {first}) == 1  # a new child
+    finally:
+        extractor.close()
+    never_idle = IsolatedExtractor(isolation=IsolationLimits(idle_seconds=0))
+    try:
+        await never_idle.extract(small, TEXT)
+        (child,) = children() - before
+        await asyncio.sleep(1.0)
+        assert psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+    finally:
+        never_idle.close()
 
 
 def test_the_extraction_child_dies_with_a_killed_worker(tmp_path: Path) -> None:

@@ -13,12 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import charset_normalizer
-import docx
 import filetype
-from docx.table import Table
-from inscriptis import get_text
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
 
 from shared.text.mail import Address, AttachmentInfo, attachment_bytes, parse_message
 
@@ -246,6 +241,11 @@ def _check_archive(path: Path, limits: ExtractionLimits) -> None:
 def _extract_pdf(path: Path, limits: ExtractionLimits) -> Extracted:
     """One Page per PDF page that has text. A page that fails to parse is skipped, so a partly
     damaged PDF still yields what it can; a PDF with no text at all is refused as image-only."""
+    # The parsers are imported where they are used: they run in the extraction child, and the
+    # services that only import this module's types and detection do not carry them (~25 MiB).
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError
+
     try:
         reader = PdfReader(path)
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -285,6 +285,9 @@ def _detail(exc: Exception) -> str:
 def _docx_text(path: Path) -> str:
     """Paragraphs and tables in document order; a table row becomes one ``a | b | c`` line
     (merged cells, which python-docx repeats, once)."""
+    import docx  # in the child only, as pypdf above
+    from docx.table import Table
+
     try:
         document = docx.Document(str(path))
         blocks = []
@@ -310,6 +313,8 @@ def _html_text(html: str) -> str:
     """inscriptis renders the page as a browser would lay it out, dropping scripts and styles."""
     if not html.strip():
         return ""
+    from inscriptis import get_text  # where HTML is read, as pypdf above
+
     try:
         return get_text(html)
     except Exception as exc:

@@ -35,7 +35,6 @@ from mimetypes import guess_extension
 from typing import TypeVar, cast
 
 import charset_normalizer
-from inscriptis import get_text
 
 _POLICY = email.policy.default
 # An attached message is given back as CRLF mail, as written, not refolded.
@@ -158,6 +157,8 @@ def _parse(raw: bytes, internal_date: datetime | None, defects: list[str]) -> Pa
     if body_html is not None:
         body_html = body_html.replace("\x00", "")  # PostgreSQL text cannot hold NUL
     if not body_text and body_html:
+        from inscriptis import get_text  # with lxml ~10 MiB: imported by the first HTML-only mail
+
         body_text = _normalize(safe("the HTML body", lambda: get_text(body_html), ""))
     # A multipart whose boundary never appears is left as one text blob: keep it readable.
     broken = message.get_content_maintype() == "multipart" and not message.is_multipart()
