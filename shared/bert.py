@@ -78,6 +78,7 @@ def _read_config(directory: Path) -> _Config:
     if activation not in _ACTIVATIONS:
         raise UnsupportedModel(f"activation {activation!r} is not a GELU")
     sentence = _read_json(directory / "sentence_bert_config.json")
+    positions = int(model.get("max_position_embeddings", 512))
     prompts: dict[str, str] = _read_json(directory / "config_sentence_transformers.json").get("prompts") or {}
     document_prompt = next((prompts[name] for name in _DOCUMENT_PROMPTS if name in prompts), "")
     return _Config(
@@ -85,7 +86,8 @@ def _read_config(directory: Path) -> _Config:
         heads=int(model["num_attention_heads"]),
         eps=float(model.get("layer_norm_eps", 1e-12)),
         gelu=_ACTIVATIONS[activation],  # type: ignore[arg-type]
-        max_length=int(sentence.get("max_seq_length") or model.get("max_position_embeddings", 512)),
+        # Never past the position table: a longer setting would index beyond it.
+        max_length=min(int(sentence.get("max_seq_length") or positions), positions),
         pooling=_pooling(directory),
         query_prompt=prompts.get("query", ""),
         document_prompt=document_prompt,

@@ -98,6 +98,14 @@ def test_prompts_and_cls_pooling_follow_the_model_files(tmp_path: Path) -> None:
     assert (plain * prompted).sum().item() < 0.999  # the prompt and the pooling did change it
 
 
+def test_a_max_length_past_the_position_table_is_cut_to_it(tmp_path: Path) -> None:
+    directory = model_copy(tmp_path, {"sentence_bert_config.json": {"max_seq_length": 4096}})
+    encoder = BertSentenceEncoder(directory)
+    assert encoder.config.max_length == 512
+    (vector,) = encoder.encode(["word " * 3000])
+    assert abs(vector.norm().item() - 1.0) < 1e-5
+
+
 @pytest.mark.parametrize(
     ("edits", "reason"),
     [
