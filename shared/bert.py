@@ -119,9 +119,19 @@ class BertSentenceEncoder:
         self.tokenizer.no_padding()  # we pad each pass to its own longest text
 
     def _names(self) -> list[str]:
-        names = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"]
-        names += ["embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight"]
-        return names + [f"encoder.layer.{i}.output.LayerNorm.bias" for i in range(self.config.layers)]
+        """Every weight the forward pass reads: a checkpoint missing one is refused at load,
+        not at the first text."""
+        names = [f"embeddings.{table}_embeddings.weight" for table in ("word", "position", "token_type")]
+        norms = ["embeddings.LayerNorm"]
+        linears = []
+        for i in range(self.config.layers):
+            layer = f"encoder.layer.{i}."
+            linears += [layer + f"attention.self.{part}" for part in ("query", "key", "value")]
+            linears += [
+                layer + name for name in ("attention.output.dense", "intermediate.dense", "output.dense")
+            ]
+            norms += [layer + "attention.output.LayerNorm", layer + "output.LayerNorm"]
+        return names + [f"{module}.{p}" for module in norms + linears for p in ("weight", "bias")]
 
     @torch.inference_mode()
     def encode(self, texts: list[str], *, query: bool = False, pass_size: int = 16) -> torch.Tensor:

@@ -128,6 +128,19 @@ def test_unsupported_models_are_refused_with_the_reason(tmp_path: Path, edits: d
         LocalEmbedder(settings)
 
 
+def test_a_checkpoint_missing_a_weight_is_refused_at_load(tmp_path: Path) -> None:
+    """Refused when the model is loaded, not when the first text reaches the missing layer."""
+    from safetensors.torch import load_file, save_file
+
+    directory = model_copy(tmp_path, {})
+    weights = load_file(str(BUNDLED / "model.safetensors"))
+    del weights["encoder.layer.5.intermediate.dense.bias"]
+    (directory / "model.safetensors").unlink()
+    save_file(weights, str(directory / "model.safetensors"))
+    with pytest.raises(UnsupportedModel, match=r"lacks encoder\.layer\.5\.intermediate\.dense\.bias"):
+        BertSentenceEncoder(directory)
+
+
 def test_the_local_backend_imports_neither_transformers_nor_sentence_transformers() -> None:
     """What the plain-torch encoder is for: a process that embeds never loads those libraries
     (about 200 MiB resident), in a fresh interpreter where nothing else imported them."""
