@@ -20,16 +20,17 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 from _stack import Prose, describe_machine, percentile
 
 from shared.embeddings import bf16_supported
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 # Runs in the child: argv = [variant, precision, pass_size, texts.json, vectors.npy out].
 CHILD = r"""
@@ -108,50 +109,50 @@ def run(variant: str, precision: str, pass_size: int, texts_file: Path, out: Pat
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    import numpy as np
+def report(precision: str, results: dict[str, dict], cosines: np.ndarray, texts: int) -> None:
+    mib = 2**20
+    print(f"\n{precision}:")
+    for name, r in results.items():
+        passes_ms = sorted(s * 1000 for s in r["passes"])
+        queries_ms = sorted(s * 1000 for s in r["queries"])
+        print(
+            f"  {name:>21}: {texts / r['seconds']:6.1f} texts/s; "
+            f"pass p50 {percentile(passes_ms, 50):6.1f} p95 {percentile(passes_ms, 95):6.1f} ms; "
+            f"query p50 {percentile(queries_ms, 50):5.1f} p95 {percentile(queries_ms, 95):5.1f} ms; "
+            f"RSS loaded {r['rss_loaded'] / mib:5.0f} MiB, after {r['rss_after'] / mib:5.0f} MiB; "
+            f"load {r['load']:.1f} s"
+        )
+    base, ours = results["sentence-transformers"], results["ours"]
+    print(
+        f"  ours / sentence-transformers: throughput {base['seconds'] / ours['seconds']:.2f}x, "
+        f"RSS after {ours['rss_after'] / base['rss_after']:.2f}x "
+        f"({(base['rss_after'] - ours['rss_after']) / mib:+.0f} MiB saved); "
+        f"cosine min {cosines.min():.6f}, mean {cosines.mean():.6f}"
+    )
 
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     describe_machine("encoder benchmark: shared/bert.py vs sentence-transformers, each in a fresh process")
     precisions = ["fp32"] + (["bf16"] if bf16_supported() or args.bf16 else [])
     texts, queries = corpus(args)
-    work = Path(__import__("tempfile").mkdtemp(prefix="pai-encoder-"))
-    texts_file = work / "texts.json"
-    texts_file.write_text(json.dumps([texts, queries]))
     print(
         f"{len(texts)} passages of {args.chars} chars, passes of {args.pass_size}; {len(queries)} queries",
         flush=True,
     )
-    mib = 2**20
-    for precision in precisions:
-        results = {}
-        for variant in ("sentence-transformers", "ours"):
-            results[variant] = run(
-                variant, precision, args.pass_size, texts_file, work / f"{variant}-{precision}.npy"
-            )
-        base, ours = results["sentence-transformers"], results["ours"]
-        a, b = (
-            np.load(work / f"ours-{precision}.npy"),
-            np.load(work / f"sentence-transformers-{precision}.npy"),
-        )
-        cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        print(f"\n{precision}:")
-        for name, r in results.items():
-            passes_ms = sorted(s * 1000 for s in r["passes"])
-            queries_ms = sorted(s * 1000 for s in r["queries"])
-            print(
-                f"  {name:>21}: {len(texts) / r['seconds']:6.1f} texts/s; "
-                f"pass p50 {percentile(passes_ms, 50):6.1f} p95 {percentile(passes_ms, 95):6.1f} ms; "
-                f"query p50 {percentile(queries_ms, 50):5.1f} p95 {percentile(queries_ms, 95):5.1f} ms; "
-                f"RSS loaded {r['rss_loaded'] / mib:5.0f} MiB, after {r['rss_after'] / mib:5.0f} MiB; "
-                f"load {r['load']:.1f} s"
-            )
-        print(
-            f"  ours / sentence-transformers: throughput {base['seconds'] / ours['seconds']:.2f}x, "
-            f"RSS after {ours['rss_after'] / base['rss_after']:.2f}x "
-            f"({(base['rss_after'] - ours['rss_after']) / mib:+.0f} MiB saved); "
-            f"cosine min {cosines.min():.6f}, mean {cosines.mean():.6f}"
-        )
+    with tempfile.TemporaryDirectory(prefix="pai-encoder-") as scratch:
+        work = Path(scratch)
+        texts_file = work / "texts.json"
+        texts_file.write_text(json.dumps([texts, queries]))
+        for precision in precisions:
+            results, vectors = {}, {}
+            for variant in ("sentence-transformers", "ours"):
+                out = work / f"{variant}-{precision}.npy"
+                results[variant] = run(variant, precision, args.pass_size, texts_file, out)
+                vectors[variant] = np.load(out)
+            a, b = vectors["ours"], vectors["sentence-transformers"]
+            cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            report(precision, results, cosines, len(texts))
     return 0
 
 
