@@ -9,16 +9,13 @@ again at the cost of page faults (a few ms per pass), so callers trim when they 
 """
 
 import ctypes
-import ctypes.util
 from functools import cache
 
 
 @cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    libc = ctypes.CDLL(name)
+    """The C library the process already runs on (as shared/text/isolation.py reaches prctl)."""
+    libc = ctypes.CDLL(None)
     return libc if hasattr(libc, "malloc_trim") else None  # glibc only (not musl, not macOS)
 
 

@@ -1,14 +1,13 @@
 """shared/memory.py: freed heap memory really goes back to the operating system."""
 
 import ctypes
-import ctypes.util
 
 import psutil
 import pytest
 
 from shared.memory import release_free_memory
 
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
